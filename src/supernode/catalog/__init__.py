@@ -1,0 +1,6 @@
+"""The sourced catalog: schemas, loading and overlays."""
+
+from supernode.catalog.loader import Catalog, load_catalog, read_yaml
+from supernode.catalog.schema import Bandwidth, Chip, Quantity, Source, System
+
+__all__ = ["Catalog", "load_catalog", "read_yaml", "Bandwidth", "Chip", "Quantity", "Source", "System"]
