@@ -1,0 +1,1 @@
+"""Cost primitives shared by the training and inference models (compute, memory, collectives)."""

@@ -1,0 +1,129 @@
+"""Collective communication costs on a multi-tier cluster, vectorized over configurations.
+
+Notation: S = bytes per chip (the full buffer each chip contributes/receives), n = group size,
+s = stride of the group's ranks in the rank order (ranks g, g+s, g+2s, ...), tier l with domain
+D_l chips, per-chip per-direction bandwidth B_l and latency a_l.
+
+Hierarchical decomposition (docs/model.md, C1): a group of n ranks at stride s has
+n_0 = min(n, max(1, D_0 / s)) members inside one tier-0 domain, n_1 = min(n / n_0, max(1, D_1 / (s n_0)))
+inside one tier-1 domain, ... with prod n_l = n. A ring / hierarchical algorithm then costs
+
+    all-reduce:      T = sum_l [ 2 (n_l - 1)/n_l * S_l / B_l + 2 ceil(log2 n_l) a_l ],  S_l = S / prod_{k<l} n_k
+    reduce-scatter:  T = sum_l [   (n_l - 1)/n_l * S_l / B_l +   ceil(log2 n_l) a_l ]
+    all-gather:      same as reduce-scatter (S = the gathered output size)
+    all-to-all:      T = max_l [ S * f_l / B_l ] + sum_l ceil(log2 n_l) a_l,
+                     f_l = fraction of the buffer whose destination is reached first at tier l
+    p2p (send/recv): T = S / B + a on the tier the two ranks span.
+
+The bandwidth term is the standard ring bound 2(n-1)/n * S / B (Thakur et al. 2005; Patarasuk &
+Yuan 2009; NCCL's "bus bandwidth" convention); latency uses a logarithmic term (tree / recursive
+halving), which is what NCCL and HCCL fall back to at large n. Scale-up and scale-out links of a
+chip are separate ports, so an all-to-all's tier phases overlap (max); the reduce phases of a
+hierarchical all-reduce are sequential (sum). An algorithm-efficiency factor (achieved / nominal
+bus bandwidth) per tier is an input (``bw_efficiency``), with its rationale in the data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from supernode.hardware import ClusterSpec
+
+ArrayLike = np.ndarray | float | int
+
+
+def tier_factors(cluster: ClusterSpec, n: ArrayLike, stride: ArrayLike = 1) -> list[np.ndarray]:
+    """Members of the group inside each tier's domain, per tier: n_0, n_1, ... (prod = n)."""
+    n = np.asarray(n, dtype=float)
+    s = np.asarray(stride, dtype=float)
+    rest = n.copy()
+    inner = np.ones_like(n)  # members already grouped below this tier
+    out = []
+    last = len(cluster.tiers) - 1
+    for i, t in enumerate(cluster.tiers):
+        if i == last:
+            f = rest
+        else:
+            cap = np.maximum(1.0, np.floor(t.domain_chips / np.maximum(s * inner, 1.0)))
+            f = np.minimum(rest, cap)
+            # keep factors integral divisors of rest (groups are aligned in rank order)
+            f = np.where(rest % f == 0, f, _largest_divisor_leq(rest, f))
+        out.append(f)
+        rest = rest / f
+        inner = inner * f
+    return out
+
+
+def _largest_divisor_leq(n: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    res = np.ones_like(n)
+    for d in range(2, int(np.max(cap)) + 1 if np.size(cap) else 2):
+        ok = (n % d == 0) & (d <= cap)
+        res = np.where(ok, d, res)
+    return res
+
+
+def _arrays(cluster: ClusterSpec, bw_efficiency: ArrayLike | None):
+    bws = np.array([t.bandwidth_bytes_per_s for t in cluster.tiers], dtype=float)
+    lats = np.array([t.latency_s for t in cluster.tiers], dtype=float)
+    eff = np.ones_like(bws) if bw_efficiency is None else np.broadcast_to(np.asarray(bw_efficiency, float), bws.shape)
+    return bws * eff, lats
+
+
+def _log2(x: np.ndarray) -> np.ndarray:
+    return np.ceil(np.log2(np.maximum(x, 1.0)))
+
+
+def all_reduce_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stride: ArrayLike = 1,
+                 bw_efficiency: ArrayLike | None = None) -> np.ndarray:
+    """Hierarchical all-reduce time (s) of ``size_bytes`` per chip over a group of ``n``."""
+    return 2.0 * reduce_scatter_s(cluster, size_bytes, n, stride, bw_efficiency)
+
+
+def reduce_scatter_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stride: ArrayLike = 1,
+                     bw_efficiency: ArrayLike | None = None) -> np.ndarray:
+    """Hierarchical reduce-scatter (= all-gather) time (s); ``size_bytes`` = full buffer per chip."""
+    bws, lats = _arrays(cluster, bw_efficiency)
+    size = np.asarray(size_bytes, dtype=float)
+    total = np.zeros(np.broadcast(size, np.asarray(n), np.asarray(stride)).shape)
+    chunk = size
+    for l, f in enumerate(tier_factors(cluster, n, stride)):
+        total = total + np.where(f > 1, (f - 1.0) / f * chunk / bws[l] + _log2(f) * lats[l], 0.0)
+        chunk = chunk / f
+    return total
+
+
+all_gather_s = reduce_scatter_s
+
+
+def all_to_all_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stride: ArrayLike = 1,
+                 bw_efficiency: ArrayLike | None = None) -> np.ndarray:
+    """All-to-all time (s): each chip sends ``size_bytes`` spread evenly over the n-1 others.
+
+    Destinations inside the tier-0 domain go over tier 0, the rest over the lowest tier that
+    reaches them; tiers run concurrently (separate ports), so the time is the slowest tier plus
+    the latency terms."""
+    bws, lats = _arrays(cluster, bw_efficiency)
+    size = np.asarray(size_bytes, dtype=float)
+    nn = np.asarray(n, dtype=float)
+    factors = tier_factors(cluster, n, stride)
+    reach_prev = np.ones_like(nn)
+    worst = np.zeros(np.broadcast(size, nn, np.asarray(stride)).shape)
+    lat = np.zeros_like(worst)
+    for l, f in enumerate(factors):
+        reach = reach_prev * f
+        frac = (reach - reach_prev) / np.maximum(nn, 1.0)
+        worst = np.maximum(worst, size * frac / bws[l])
+        lat = lat + np.where(f > 1, _log2(f) * lats[l], 0.0)
+        reach_prev = reach
+    return worst + lat
+
+
+def p2p_s(cluster: ClusterSpec, size_bytes: ArrayLike, span_chips: ArrayLike,
+          bw_efficiency: ArrayLike | None = None) -> np.ndarray:
+    """Point-to-point transfer of ``size_bytes`` between two ranks; ``span_chips`` = rank distance + 1
+    (the two ranks lie in one tier-l domain when span <= D_l)."""
+    bws, lats = _arrays(cluster, bw_efficiency)
+    span = np.asarray(span_chips, dtype=float)
+    doms = np.array([t.domain_chips for t in cluster.tiers], dtype=float)
+    idx = np.minimum(np.searchsorted(doms, span, side="left"), len(doms) - 1)
+    return np.asarray(size_bytes, dtype=float) / bws[idx] + lats[idx]
