@@ -1,0 +1,138 @@
+"""Overlay catalogs and malformed input: one-line errors naming file and field, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GOOD_CHIP = """
+id: my-npu
+name: My NPU
+vendor: Example
+family: example
+status: announced
+compute_dense:
+  bf16: {value: 500, unit: TFLOP/s, kind: spec, source: my_src}
+unsupported_precisions: [fp8]
+memory:
+  type: HBM3
+  capacity: {value: 64, unit: GB, kind: spec, source: my_src}
+  bandwidth: {value: 2, unit: TB/s, kind: spec, source: my_src}
+scale_up:
+  tech: Example link
+  bandwidth: {value: 200, unit: GB/s, direction: unidirectional, per: chip, kind: spec, source: my_src}
+  domain_size: {value: 16, unit: count, kind: spec, source: my_src}
+  topology: switched
+"""
+GOOD_SOURCE = """
+id: my_src
+title: My NPU datasheet
+publisher: Example Corp
+url: https://example.com/npu.pdf
+locator: table 1
+date: 2026-01-01
+"""
+
+
+def make_overlay(tmp_path: Path, chip: str = GOOD_CHIP, source: str = GOOD_SOURCE, extra: dict | None = None) -> Path:
+    root = tmp_path / "cat"
+    (root / "chips").mkdir(parents=True)
+    (root / "sources").mkdir()
+    (root / "chips" / "my-npu.yaml").write_text(textwrap.dedent(chip))
+    (root / "sources" / "my_src.yaml").write_text(textwrap.dedent(source))
+    for rel, text in (extra or {}).items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+    return root
+
+
+def test_overlay_adds_chip(tmp_path, run_cli):
+    root = make_overlay(tmp_path)
+    code, out, err = run_cli("--catalog", str(root), "show", "my-npu", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["numbers"]["compute_dense.bf16"]["si_value"] == pytest.approx(5e14)
+
+
+def test_overlay_by_environment(tmp_path, run_cli, monkeypatch):
+    root = make_overlay(tmp_path)
+    monkeypatch.setenv("SUPERNODE_CATALOG", str(root))
+    from supernode.cli import main
+
+    assert main(["show", "my-npu", "--json"]) == 0
+
+
+def test_overlay_overrides_builtin(tmp_path, run_cli):
+    chip = GOOD_CHIP.replace("id: my-npu", "id: h100").replace("name: My NPU", "name: Overridden H100")
+    root = make_overlay(tmp_path, chip=chip)
+    code, out, _ = run_cli("--catalog", str(root), "show", "h100", "--json")
+    assert code == 0
+    assert json.loads(out)["name"] == "Overridden H100"
+
+
+def test_generic_cluster_of_overlay_chip_compares(tmp_path, run_cli):
+    root = make_overlay(tmp_path)
+    code, out, err = run_cli("--catalog", str(root), "compare", "my-npu:16", "my-npu:32", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["ratios"]["dense_bf16_flop_per_s"][0] == pytest.approx(2.0)
+
+
+BAD = {
+    "unknown key": (GOOD_CHIP.replace("status: announced", "status: announced\ncolour: red"), "colour", "unknown key"),
+    "missing unit": (GOOD_CHIP.replace("{value: 64, unit: GB,", "{value: 64,"), "memory.capacity.unit", "missing"),
+    "bad unit": (GOOD_CHIP.replace("unit: TB/s", "unit: furlongs"), "memory.bandwidth.unit", "unknown unit"),
+    "zero bandwidth": (GOOD_CHIP.replace("{value: 200, unit: GB/s", "{value: 0, unit: GB/s"), "scale_up.bandwidth",
+                       "> 0"),
+    "negative bandwidth": (GOOD_CHIP.replace("{value: 2, unit: TB/s", "{value: -2, unit: TB/s"),
+                           "memory.bandwidth", "> 0"),
+    "no direction": (GOOD_CHIP.replace("direction: unidirectional, ", ""), "scale_up.bandwidth.direction", "missing"),
+    "unknown source": (GOOD_CHIP.replace("kind: spec, source: my_src}\nunsupported", "kind: spec, source: nope}\nunsupported"),
+                       "compute_dense.bf16.source", "unknown source id 'nope'"),
+    "bandwidth as compute": (GOOD_CHIP.replace("{value: 500, unit: TFLOP/s", "{value: 500, unit: GB/s"),
+                             "compute_dense.bf16", "not a FLOP/s unit"),
+    "bad yaml": (GOOD_CHIP + "\n  - : [", "", "invalid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_chip_file(tmp_path, run_cli, case):
+    text, field, expect = BAD[case]
+    root = make_overlay(tmp_path, chip=text)
+    code, out, err = run_cli("--catalog", str(root), "catalog", "chips")
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "my-npu.yaml" in lines[0] and field in lines[0] and expect in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_duplicate_id(tmp_path, run_cli):
+    root = make_overlay(tmp_path, extra={"chips/copy.yaml": GOOD_CHIP})
+    code, _, err = run_cli("--catalog", str(root), "catalog", "chips")
+    assert code == 2
+    assert "duplicate id 'my-npu'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_id_on_command_line(run_cli):
+    code, out, err = run_cli("show", "h1000")
+    assert code == 2 and out == ""
+    assert "unknown id 'h1000'" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("compare", "gb200-nvl72", "nvl1000")
+    assert code == 2 and "nvl1000" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_catalog_dir(tmp_path, run_cli):
+    code, _, err = run_cli("--catalog", str(tmp_path / "nope"), "catalog", "chips")
+    assert code == 2 and "does not exist" in err
+
+
+def test_report_write_is_atomic(tmp_path, run_cli):
+    code, _, err = run_cli("report", "--out", str(tmp_path / "missing-dir" / "r.html"))
+    assert code == 2 and "--out" in err
+    assert not (tmp_path / "missing-dir").exists()
