@@ -44,20 +44,35 @@ def test_every_number_is_sourced_or_unknown_with_reason(catalog):
     assert n > 500  # the catalog is not empty
 
 
+def _cited(node, out: set) -> None:
+    """Every string under a key named source/sources/source_id/source_ids in raw YAML."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("source", "sources", "source_id", "source_ids"):
+                for x in v if isinstance(v, list) else [v]:
+                    if isinstance(x, str):
+                        out.add(x)
+                    elif isinstance(x, dict) and isinstance(x.get("id"), str):
+                        out.add(x["id"])
+            _cited(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _cited(v, out)
+
+
 def test_no_orphan_sources(catalog):
-    used = set()
-    for _, _, item in _all_items(catalog):
-        for _, q in iter_quantities(item):
-            if q.source:
-                used.add(q.source)
-        # sources cited outside Quantity records (rules, claims) by a `source` attribute
-        src = getattr(item, "source", None)
-        if isinstance(src, str):
-            used.add(src)
-        for attr in ("sources",):
-            for s in getattr(item, attr, None) or []:
-                if isinstance(s, str):
-                    used.add(s)
+    """Every built-in source is cited by some catalog item or validation case."""
+    from pathlib import Path
+
+    from supernode.catalog import read_yaml
+    from supernode.catalog.loader import builtin_dir
+
+    used: set = set()
+    roots = [builtin_dir(), Path(__file__).resolve().parents[1] / "validation"]
+    for root in roots:
+        for path in root.rglob("*.yaml"):
+            if path.parent.name != "sources":
+                _cited(read_yaml(path), used)
     orphans = sorted(set(catalog.sources) - used)
     assert not orphans, f"sources cited by nothing: {orphans}"
 

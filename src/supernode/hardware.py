@@ -30,7 +30,7 @@ def per_chip_per_direction(b: Bandwidth | None) -> float | None:
     v = si(b)
     if v is None or b is None:
         return None
-    if b.per != "chip":
+    if b.per in ("link", "port"):
         v *= b.links or 1
     if b.direction == "bidirectional":
         v /= 2.0

@@ -130,12 +130,12 @@ class Bandwidth(Quantity):
     """
 
     direction: Literal["unidirectional", "bidirectional"]
-    per: Literal["chip", "link", "port"]
+    per: Literal["chip", "link", "port", "system"]  # system: an aggregate over all chips
     links: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _links(self) -> "Bandwidth":
-        if self.per != "chip" and self.links is None:
+        if self.per in ("link", "port") and self.links is None:
             raise ValueError(f"per: {self.per} needs links: N (links or ports per chip)")
         if self.dimension != units.BANDWIDTH:
             raise ValueError(f"unit {self.unit!r} is not a bandwidth (expected e.g. GB/s or Gb/s)")
@@ -252,7 +252,7 @@ class Tier(Link):
     level: Literal["scale_up", "scale_out"]
 
 
-class Aggregate(Strict):
+class Aggregate(Strict):  # noqa: D101
     """System-level figures as the vendor states them (used instead of chip x count when given)."""
 
     compute_dense: dict[Precision, Quantity] = {}
@@ -266,6 +266,8 @@ class Aggregate(Strict):
             _dim_check(q, units.RATE, f"aggregate.compute_dense.{p}")
         _dim_check(self.memory_capacity, units.BYTES, "memory_capacity")
         _dim_check(self.memory_bandwidth, units.BANDWIDTH, "memory_bandwidth")
+        if self.scale_up_bandwidth is not None and self.scale_up_bandwidth.per != "system":
+            raise ValueError("scale_up_bandwidth: an aggregate is per: system")
         return self
 
 

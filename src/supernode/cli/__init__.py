@@ -63,7 +63,7 @@ def emit_json(obj: Any) -> None:
 def console():
     from rich.console import Console
 
-    return Console(soft_wrap=False, width=max(100, Console().width))
+    return Console(soft_wrap=False, width=max(160, Console().width))
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -20,6 +20,10 @@ def _q_json(q) -> dict | None:
     d = {k: v for k, v in q.model_dump().items() if v is not None}
     d["si_value"] = si(q)
     d["si_unit"] = units.SI_UNIT_NAME[q.dimension]
+    if hasattr(q, "direction"):
+        from supernode.hardware import per_chip_per_direction
+
+        d["per_chip_per_direction_bytes_per_s"] = per_chip_per_direction(q)
     return d
 
 
@@ -61,7 +65,8 @@ def catalog_chips(json_out: bool = typer.Option(False, "--json", help="Print JSO
 
     t = Table(title=f"{len(rows)} chips (dense peaks; ~ = estimate; scale-up per direction)")
     for h in ("id", "vendor", "status", "BF16", "FP8", "FP4", "memory", "mem BW", "scale-up", "TDP"):
-        t.add_column(h, justify="right" if h not in ("id", "vendor", "status") else "left")
+        t.add_column(h, justify="right" if h not in ("id", "vendor", "status") else "left",
+                     no_wrap=h == "id")
     for c, r in zip(sorted(cat.chips.values(), key=lambda c: (c.vendor, c.id)), rows):
         t.add_row(c.id, c.vendor, c.status, _fmt_q(c.compute_dense.get("bf16"), units.RATE),
                   _fmt_q(c.compute_dense.get("fp8"), units.RATE), _fmt_q(c.compute_dense.get("fp4"), units.RATE),
@@ -92,7 +97,7 @@ def catalog_systems(json_out: bool = typer.Option(False, "--json", help="Print J
 
     t = Table(title=f"{len(rows)} systems (dense; ~ = estimate)")
     for h in ("id", "status", "chips", "scale-up domain", "FP8", "BF16", "memory", "mem BW", "power"):
-        t.add_column(h, justify="left" if h in ("id", "status") else "right")
+        t.add_column(h, justify="left" if h in ("id", "status") else "right", no_wrap=h == "id")
     for f, r in zip(figs, rows):
         def cell(k: str, dim: str) -> str:
             fig = f.figures[k]
