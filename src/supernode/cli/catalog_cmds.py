@@ -200,6 +200,12 @@ def compare_cmd(
         from supernode.planning import filter_allowed
 
         ids, excluded = filter_allowed(cat, ids, allowed_for, date)
+        if len(ids) < 2:
+            from supernode.errors import UsageError
+
+            why = "; ".join(f"{k}: {v}" for k, v in excluded.items())
+            raise UsageError(f"--allowed-for {allowed_for}: fewer than two systems left to compare "
+                             f"(need at least two); excluded {why}")
     result = compare(cat, ids)
     if json_out:
         out = result.to_json()
