@@ -31,3 +31,17 @@ def test_allowed_for_bad_date(run_cli):
 def test_allowed_for_too_few_left(run_cli):
     code, _, err = run_cli("compare", "hgx-h100", "gb200-nvl72", "--allowed-for", "CN", "--date", "2025-09-20")
     assert code == 2 and "at least two" in err
+
+
+def test_infer_allowed_for_refuses_h100_for_cn(run_cli):
+    code, out, err = run_cli("infer", "llama-3.1-8b", "--on", "hgx-h100", "--allowed-for", "CN", "--date",
+                             "2025-09-20", "--json")
+    assert code == 2 and out == ""
+    assert "hgx-h100 is excluded" in err and "us-3a090-2023" in err
+
+
+def test_infer_allowed_for_keeps_h20_for_cn(run_cli):
+    code, out, err = run_cli("infer", "llama-3.1-8b", "--on", "hgx-h20", "--allowed-for", "CN", "--date",
+                             "2025-09-20", "--json")
+    assert code == 0, err
+    assert any("obtainable" in a for a in json.loads(out)["assumptions"])

@@ -1,0 +1,129 @@
+"""``supernode infer MODEL --on SYSTEM_OR_CHIP``: SLO-bound serving estimate and search."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import typer
+
+from supernode import units
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|s|m|min)?\s*$")
+_SCALE = {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "m": 60.0, "min": 60.0}
+
+
+def parse_duration(text: str | None, name: str) -> float | None:
+    """'2s', '50ms', '0.5' (seconds) -> seconds; UsageError naming ``name`` otherwise."""
+    from supernode.errors import UsageError
+
+    if text is None:
+        return None
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"{name}: cannot read duration {text!r} (examples: 2s, 50ms, 0.5)")
+    v = float(m.group(1)) * _SCALE[m.group(2)]
+    if v <= 0:
+        raise UsageError(f"{name}: must be a positive duration, got {text!r}")
+    return v
+
+
+def _fmt_s(v):
+    return units.fmt(v, units.TIME) if v is not None else "-"
+
+
+def _print(res: dict) -> None:
+    from rich.table import Table
+
+    from supernode.cli import console
+
+    con = console()
+    c = res["colocated"]
+    con.print(f"[bold]{res['model']}[/bold] on {res['system']} ({res['chips']} x {res['chip']}), "
+              f"{res['precision']} weights, input {res['workload']['input_tokens']:g} / output "
+              f"{res['workload']['output_tokens']:g} tokens, SLO TTFT {_fmt_s(res['slo']['ttft_s'])}, "
+              f"TPOT {_fmt_s(res['slo']['tpot_s'])}")
+    t = Table(title="best plans", title_justify="left")
+    for h in ("mode", "plan", "TTFT", "TPOT", "output tok/s/chip", "output tok/s (system)", "memory/chip", "SLO"):
+        t.add_column(h, justify="left" if h in ("mode", "plan") else "right")
+
+    def plan_s(p):
+        return (f"tp{p['tp']} pp{p['pp']} adp{p['attention_dp']} ep{p['ep']} batch {p['batch']}"
+                f"{' overlap' if p['micro_batch_overlap'] else ''}")
+
+    t.add_row("co-located", plan_s(c["plan"]) + f" x{c['instances']}", _fmt_s(c["ttft_s"]), _fmt_s(c["tpot_s"]),
+              f"{c['decode_tokens_per_s_per_chip']:,.0f}", f"{c['decode_tokens_per_s']:,.0f}",
+              units.fmt(c["memory_bytes_per_chip"], units.BYTES), "met" if c["meets_slo"] else "MISSED")
+    d = res.get("disaggregated")
+    if d and d.get("feasible"):
+        t.add_row("disaggregated", f"P: {plan_s(d['prefill']['plan'])} x{d['prefill_instances']}; "
+                  f"D: {plan_s(d['decode']['plan'])} x{d['decode_instances']}", _fmt_s(d["ttft_s"]),
+                  _fmt_s(d["tpot_s"]), f"{d['output_tokens_per_s_per_chip']:,.0f}",
+                  f"{d['output_tokens_per_s']:,.0f}",
+                  units.fmt(max(d['prefill']['memory_bytes_per_chip'], d['decode']['memory_bytes_per_chip']),
+                            units.BYTES), "met" if d["meets_slo"] else "MISSED")
+    con.print(t)
+    mem = c["memory"]
+    con.print(f"memory verdict (co-located, per chip): weights {units.fmt(mem['weights_bytes'], units.BYTES)} + KV "
+              f"{units.fmt(mem['kv_cache_bytes'], units.BYTES)} + activations "
+              f"{units.fmt(mem['activation_bytes'], units.BYTES)} = {units.fmt(mem['total_bytes'], units.BYTES)} of "
+              f"{units.fmt(mem['usable_bytes'], units.BYTES)} usable -> {'fits' if mem['fits'] else 'DOES NOT FIT'}"
+              f" (max batch {mem['max_batch']})")
+    b = c["breakdown"]
+    con.print("stage time per micro-batch: " + ", ".join(f"{k} {_fmt_s(v)}" for k, v in b.items()))
+    if c.get("tokens_per_joule"):
+        con.print(f"energy: {c['tokens_per_joule']:.3g} output tokens/J")
+    if c.get("usd_per_million_tokens"):
+        con.print(f"cost: ${c['usd_per_million_tokens']:.3g} per million output tokens ({c['cost_assumption']})")
+    con.print(f"{res['configurations_evaluated']:,} configurations evaluated")
+    for a in res["assumptions"]:
+        con.print(f"- assumption: {a}")
+
+
+def register(app: typer.Typer) -> None:
+    import supernode.infer  # noqa: F401  (appends the inference section to supernode.report.REPORT_SECTIONS)
+
+    @app.command("infer")
+    def infer_cmd(
+        model: str = typer.Argument(..., help="Model id (supernode catalog models) or a model YAML file."),
+        on: str = typer.Option(..., "--on", help="System id or chip id."),
+        chips: Optional[int] = typer.Option(None, "--chips", help="Chip count (default: the system's own)."),
+        input_tokens: float = typer.Option(2048, "--input", help="Prompt length (tokens, mean)."),
+        output_tokens: float = typer.Option(256, "--output", help="Output length (tokens, mean)."),
+        ttft: Optional[str] = typer.Option(None, "--ttft", help="Time-to-first-token SLO, e.g. 2s."),
+        tpot: Optional[str] = typer.Option(None, "--tpot", help="Time-per-output-token SLO, e.g. 50ms."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="Weights/GEMMs: bf16, fp16, fp8, int8, fp4."),
+        kv_precision: str = typer.Option("bf16", "--kv-precision", help="KV cache: bf16, fp16, fp8, int8."),
+        mtp: int = typer.Option(0, "--mtp", help="Draft tokens per step (MTP / speculative decoding)."),
+        acceptance: float = typer.Option(1.0, "--acceptance", help="Mean tokens emitted per decode step."),
+        disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
+        tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
+        pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
+        ep: Optional[int] = typer.Option(None, "--ep", help="Fix the expert-parallel degree."),
+        attention_dp: Optional[int] = typer.Option(None, "--attention-dp", help="Fix the attention data-parallel degree."),
+        batch: Optional[int] = typer.Option(None, "--batch", help="Fix the sequences in flight per instance."),
+        as_json: bool = typer.Option(False, "--json", help="JSON output (SI units)."),
+        allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
+                                                  "hardware that buyer cannot obtain on --date."),
+        date: Optional[str] = typer.Option(None, "--date", help="Date for --allowed-for (YYYY-MM-DD; default today)."),
+    ) -> None:
+        """Serving throughput, TTFT/TPOT and memory verdict; searches plans meeting the SLOs."""
+        from supernode.cli import emit_json, get_catalog
+        from supernode.infer.search import search
+        from supernode.infer.serving import SLO, Workload
+
+        from supernode.planning import require_allowed
+
+        cat = get_catalog()
+        allowed_notes = require_allowed(cat, on, allowed_for, date)
+        res = search(cat, model, on, chips, workload=Workload(input_tokens, output_tokens),
+                     slo=SLO(parse_duration(ttft, "--ttft"), parse_duration(tpot, "--tpot")), precision=precision,
+                     kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
+                     fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch).items()
+                            if v is not None}, disaggregated=disaggregated)
+        if allowed_notes:
+            res["assumptions"] = list(res["assumptions"]) + allowed_notes
+        if as_json:
+            emit_json(res)
+        else:
+            _print(res)

@@ -1,0 +1,252 @@
+"""Serving search: the best plan meeting the SLOs, co-located and disaggregated, with energy and
+cost per token. A loop over the same vectorized estimate a single plan uses (no second model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from supernode.catalog.loader import Catalog, builtin_dir, parse_item
+from supernode.catalog.schema import Quantity
+from supernode.errors import UsageError
+from supernode.hardware import ClusterSpec, resolve_cluster, si
+from supernode.infer import kernels
+from supernode.infer.arch import ServingArch, serving_arch
+from supernode.infer.precision import default_precision
+from supernode.infer.serving import (SLO, Evaluation, Options, Workload, evaluate_colocated, evaluate_decode,
+                                     evaluate_prefill, grid)
+
+
+class ServingAssumptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    usable_memory_fraction: Quantity
+    amortisation_period: Quantity
+
+
+@lru_cache(maxsize=1)
+def assumptions_record() -> ServingAssumptions:
+    return parse_item(Path(builtin_dir()) / "inference" / "serving-assumptions.yaml", ServingAssumptions)
+
+
+def _check_sources(catalog: Catalog) -> None:
+    rec = assumptions_record()
+    for name in ("usable_memory_fraction", "amortisation_period"):
+        src = getattr(rec, name).source
+        if src not in catalog.sources:
+            raise UsageError(f"data/inference/serving-assumptions.yaml: {name}.source: unknown source id {src!r}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One chosen plan of an :class:`Evaluation` (index ``i``)."""
+
+    ev: Evaluation
+    i: int
+    meets_slo: bool
+
+    def as_dict(self, cluster: ClusterSpec) -> dict:
+        ev, i = self.ev, self.i
+        plan = ev.plan.row(i)
+        n = plan["tp"] * plan["pp"] * plan["dp"]
+        out = {
+            "plan": {"tp": plan["tp"], "pp": plan["pp"], "attention_dp": plan["dp"], "ep": plan["ep"],
+                     "batch": plan["batch"], "micro_batch_overlap": bool(plan["overlap"]), "chips_per_instance": n},
+            "meets_slo": self.meets_slo,
+            "ttft_s": float(ev.ttft_s[i]), "tpot_s": float(ev.tpot_s[i]),
+            "prefill_tokens_per_s_per_chip": float(ev.prefill_tokens_per_s_per_chip[i]),
+            "decode_tokens_per_s_per_chip": float(ev.decode_tokens_per_s_per_chip[i]),
+            "batch": plan["batch"],
+            "memory_bytes_per_chip": float(ev.memory.total_bytes[i]),
+            "fits": bool(ev.memory.fits[i]),
+            "memory": ev.memory.row(i),
+            "breakdown": ev.breakdown.row(i),
+        }
+        return out
+
+
+def _pick(ev: Evaluation, key: np.ndarray) -> Choice | None:
+    """Best ``key`` among plans that meet everything; else the best that fits memory (flagged)."""
+    if ev.ok.any():
+        return Choice(ev, int(np.argmax(np.where(ev.ok, key, -np.inf))), True)
+    if ev.memory.fits.any():
+        return Choice(ev, int(np.argmax(np.where(ev.memory.fits, key, -np.inf))), False)
+    return None
+
+
+PREFILL_PROMPTS_PER_RANK = [1, 2, 4, 8, 16, 32, 64]
+MAX_PREFILL_TOKENS_PER_RANK = 65536
+
+
+def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, chips: int | None = None, *,
+           workload: Workload, slo: SLO = SLO(), precision: str | None = None, kv_precision: str = "bf16",
+           draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
+           disaggregated: bool = True) -> dict:
+    """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
+    id with ``chips``) for ``workload`` under ``slo``. Returns a JSON-ready dict (SI units)."""
+    _check_sources(catalog)
+    arch = serving_arch(catalog, model) if isinstance(model, str) else model
+    cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
+    prec = precision or default_precision(cluster.chip)
+    cluster.chip.peak(prec)  # one-line error when the chip lacks the format
+    opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}))
+    rec = assumptions_record()
+    usable = float(rec.usable_memory_fraction.number)
+    eff = kernels.efficiency(cluster)
+    assumptions = list(cluster.assumptions) + list(eff.assumptions) + [
+        f"weights and GEMMs at {prec}{'' if precision else ' (default: the narrowest of fp8/int8/bf16 the chip has)'}; "
+        f"KV cache at {kv_precision}; attention at bf16",
+        f"usable memory = {usable:.2f} x capacity ({rec.usable_memory_fraction.note.strip().split(';')[0]})",
+        "mean request lengths; steady state; no queueing delay in TTFT; uniform expert routing",
+    ]
+    if draft_tokens:
+        assumptions.append(f"speculative decoding / MTP: {draft_tokens} draft token(s) verified per step, "
+                           f"{acceptance_length:g} tokens accepted per step on average")
+
+    plans = grid(arch, cluster, opts)
+    colo = evaluate_colocated(arch, cluster, plans, workload, slo, opts, usable)
+    evaluated = len(plans)
+    used = (cluster.chips // plans.chips_per_instance) * plans.chips_per_instance
+    best = _pick(colo, colo.decode_tokens_per_s_per_chip * used)  # best per system, then per chip
+    if best is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
+        best = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
+    if best is None:
+        raise UsageError(f"--chips: {arch.id} does not fit in the memory of {cluster.chips} x {cluster.chip.id} "
+                         f"at {prec} for any plan")
+    result = {
+        "model": arch.id, "system": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips,
+        "precision": prec, "kv_precision": kv_precision,
+        "workload": {"input_tokens": workload.input_tokens, "output_tokens": workload.output_tokens},
+        "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
+        "colocated": _system_view(best, cluster, workload, rec),
+    }
+    if disaggregated:
+        pre_plans = grid(arch, cluster, Options(prec, kv_precision, 0, 1.0, {k: v for k, v in opts.fixed.items()
+                                                                            if k != "batch"}),
+                         batches=[b for b in PREFILL_PROMPTS_PER_RANK
+                                  if b * workload.input_tokens <= MAX_PREFILL_TOKENS_PER_RANK] or [1])
+        pre = evaluate_prefill(arch, cluster, pre_plans, workload, slo, opts, usable)
+        dec = evaluate_decode(arch, cluster, plans, workload, slo, opts, usable)
+        evaluated += len(pre_plans) + len(plans)
+        result["disaggregated"] = _disaggregate(pre, dec, cluster, workload, rec)
+    result["configurations_evaluated"] = evaluated
+    result["assumptions"] = assumptions
+    return result
+
+
+def _money(cluster: ClusterSpec, rec: ServingAssumptions, tokens_per_s_per_chip: float) -> dict:
+    out: dict = {"tokens_per_joule": None, "usd_per_million_tokens": None}
+    if cluster.power_w and tokens_per_s_per_chip > 0:
+        out["tokens_per_joule"] = tokens_per_s_per_chip / (cluster.power_w / cluster.chips)
+    if cluster.price_usd and tokens_per_s_per_chip > 0:
+        amort_s = si(rec.amortisation_period)
+        out["usd_per_million_tokens"] = cluster.price_usd / cluster.chips / amort_s / tokens_per_s_per_chip * 1e6
+        out["cost_assumption"] = (f"hardware price {cluster.price_usd:,.0f} USD for {cluster.chips} chips spread over "
+                                  f"{amort_s / 3600 / 8766:g} years of continuous use; capital only (no energy, hosting)")
+    return out
+
+
+def _system_view(ch, cluster: ClusterSpec, wl: Workload, rec) -> dict:
+    d = ch.as_dict(cluster)
+    n = d["plan"]["chips_per_instance"]
+    inst = cluster.chips // n
+    d["instances"] = inst
+    d["chips_used"] = inst * n
+    d["decode_tokens_per_s"] = d["decode_tokens_per_s_per_chip"] * inst * n
+    d["prefill_tokens_per_s"] = d["prefill_tokens_per_s_per_chip"] * inst * n
+    d.update(_money(cluster, rec, d["decode_tokens_per_s_per_chip"]))
+    return d
+
+
+def _best_by_size(ev: Evaluation, key: np.ndarray) -> dict[int, Choice]:
+    """Best plan per instance size (chips), among plans meeting everything (else fitting ones)."""
+    out: dict[int, Choice] = {}
+    sizes = ev.plan.chips_per_instance
+    mask = ev.ok if ev.ok.any() else ev.memory.fits
+    for n in np.unique(sizes[mask]):
+        sel = np.where(mask & (sizes == n), key, -np.inf)
+        out[int(n)] = Choice(ev, int(np.argmax(sel)), bool(ev.ok.any()))
+    return out
+
+
+def _disaggregate(pre: Evaluation, dec: Evaluation, cluster: ClusterSpec, wl: Workload, rec) -> dict:
+    """Best prefill and decode plan pair and instance counts on the cluster (I10, I11)."""
+    I, O = wl.input_tokens, wl.output_tokens
+    ps = _best_by_size(pre, pre.prefill_tokens_per_s_per_chip)
+    ds = _best_by_size(dec, dec.decode_tokens_per_s_per_chip)
+    best = (0.0, None)
+    for n_p, cp in ps.items():
+        P = float(pre.prefill_tokens_per_s_per_chip[cp.i])
+        for n_d, cd in ds.items():
+            G = float(dec.decode_tokens_per_s_per_chip[cd.i])
+            for k_p in range(1, cluster.chips // n_p + 1):
+                k_d = (cluster.chips - k_p * n_p) // n_d
+                if k_d < 1:
+                    break
+                rate = min(k_p * n_p * P / I, k_d * n_d * G / O)  # requests/s
+                if rate > best[0]:
+                    best = (rate, (cp, cd, k_p, k_d, n_p, n_d))
+    if best[1] is None:
+        return {"feasible": False, "reason": f"no prefill + decode instance pair fits in {cluster.chips} chips"}
+    rate, (cp, cd, k_p, k_d, n_p, n_d) = best
+    P = float(pre.prefill_tokens_per_s_per_chip[cp.i])
+    G = float(dec.decode_tokens_per_s_per_chip[cd.i])
+    used = k_p * n_p + k_d * n_d
+    out = {
+        "feasible": True,
+        "meets_slo": cp.meets_slo and cd.meets_slo,
+        "prefill": cp.as_dict(cluster), "decode": cd.as_dict(cluster),
+        "ttft_s": float(pre.ttft_s[cp.i]), "tpot_s": float(dec.tpot_s[cd.i]),
+        "prefill_instances": k_p, "decode_instances": k_d, "prefill_chips": k_p * n_p, "decode_chips": k_d * n_d,
+        "prefill_to_decode_chip_ratio": (k_p * n_p) / (k_d * n_d),
+        "ideal_prefill_to_decode_chip_ratio": (I / P) / (O / G),
+        "requests_per_s": rate, "output_tokens_per_s": rate * O, "prefill_tokens_per_s": rate * I,
+        "output_tokens_per_s_per_chip": rate * O / cluster.chips,
+        "output_tokens_per_s_per_chip_used": rate * O / used,
+    }
+    out.update(_money(cluster, rec, out["output_tokens_per_s_per_chip"]))
+    return out
+
+
+def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *, context_tokens: float,
+                    batch_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
+                    kv_precision: str = "bf16", draft_tokens: int = 0, acceptance_length: float = 1.0,
+                    overlap: bool | None = None) -> dict:
+    """Decode throughput of one fixed plan at a fixed KV length (validation against published
+    saturated decode figures). ``overlap=None`` takes the faster of with and without."""
+    from supernode.infer.plan import PlanGrid
+
+    arch = serving_arch(catalog, model)
+    cluster = resolve_cluster(catalog, on, chips)
+    ov = [int(overlap)] if overlap is not None else [0, 1]
+    plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=batch_per_rank * dp * pp, overlap=np.array(ov))
+    opts = Options(precision, kv_precision, draft_tokens, acceptance_length)
+    usable = float(assumptions_record().usable_memory_fraction.number)
+    ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
+                         context_tokens=context_tokens)
+    i = int(np.argmax(ev.decode_tokens_per_s_per_chip))
+    return Choice(ev, i, True).as_dict(cluster)
+
+
+def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *, input_tokens: float,
+                     tokens_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
+                     overlap: bool | None = None) -> dict:
+    """Saturated prefill throughput of one fixed plan (validation)."""
+    from supernode.infer.plan import PlanGrid
+
+    arch = serving_arch(catalog, model)
+    cluster = resolve_cluster(catalog, on, chips)
+    ov = [int(overlap)] if overlap is not None else [0, 1]
+    prompts = max(tokens_per_rank / input_tokens, 1e-9)
+    plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=1, overlap=np.array(ov))
+    plan = PlanGrid(tp=plan.tp, pp=plan.pp, dp=plan.dp, ep=plan.ep, batch=np.maximum(1, np.round(prompts * dp * pp)),
+                    overlap=plan.overlap)
+    opts = Options(precision)
+    usable = float(assumptions_record().usable_memory_fraction.number)
+    ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
+    i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))
+    return Choice(ev, i, True).as_dict(cluster)

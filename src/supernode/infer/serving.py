@@ -1,0 +1,184 @@
+"""SLO-bound serving: evaluate plans for a workload and search the best one, co-located or
+prefill/decode-disaggregated. One estimate (:func:`supernode.infer.step.stage_time`) serves both.
+
+Co-located (chunked prefill mixed into decode iterations, Sarathi/vLLM style), per instance with
+B sequences, b = B / (dp pp) per rank and micro-batch, acceptance length a, prompts of I tokens
+and outputs of O tokens (formula I9):
+
+    prefill tokens per rank and iteration  c = b I a / O      (steady state: prompts enter as outputs end)
+    T_iter = pp T_stage(b decode seqs + c prefill tokens);  TPOT = T_iter / a
+    output throughput = B a / T_iter;  TTFT = T_iter max(1, I / c)
+
+Disaggregated (I10): prefill instances run prompts only, TTFT = pp T_stage(n I tokens per rank)
++ the KV hand-over (I12); prefill throughput = n dp I / T_stage. Decode instances run decode
+only at mean context I + O/2. With P prefill tokens/s/chip and G output tokens/s/chip the
+system delivers 1 / (I / (O P) + 1 / G) output tokens/s per chip at a prefill:decode chip ratio
+of (I / P) : (O / G); on a finite system the integer instance counts are searched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from supernode.errors import UsageError
+from supernode.hardware import ClusterSpec
+from supernode.infer.arch import ServingArch
+from supernode.infer.memory import MemoryVerdict, verdict
+from supernode.infer.plan import PlanGrid, candidate_plans
+from supernode.infer.precision import kv_bytes, weight_bytes
+from supernode.infer.step import StageBreakdown, stage_time
+from supernode.perf import collectives as coll
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Mean prompt and output lengths (tokens). ``from_samples`` takes a distribution."""
+
+    input_tokens: float
+    output_tokens: float
+
+    def __post_init__(self) -> None:
+        if not self.input_tokens > 0:
+            raise UsageError(f"--input: must be a positive token count, got {self.input_tokens}")
+        if not self.output_tokens > 0:
+            raise UsageError(f"--output: must be a positive token count, got {self.output_tokens}")
+
+    @classmethod
+    def from_samples(cls, inputs, outputs, weights=None) -> "Workload":
+        """Weighted means of a length distribution (the model is linear in the lengths to first order;
+        the stated assumption is that the mean request represents the mix)."""
+        w = np.ones(len(inputs)) if weights is None else np.asarray(weights, float)
+        return cls(float(np.average(inputs, weights=w)), float(np.average(outputs, weights=w)))
+
+
+@dataclass(frozen=True)
+class SLO:
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, v in (("--ttft", self.ttft_s), ("--tpot", self.tpot_s)):
+            if v is not None and not v > 0:
+                raise UsageError(f"{name}: must be a positive duration")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Serving options: formats, speculative decoding (``draft_tokens`` verified per step,
+    ``acceptance_length`` tokens emitted per step, >= 1) and degrees fixed by the user."""
+
+    precision: str
+    kv_precision: str = "bf16"
+    draft_tokens: int = 0
+    acceptance_length: float = 1.0
+    fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch
+
+    def __post_init__(self) -> None:
+        weight_bytes(self.precision)
+        kv_bytes(self.kv_precision)
+        if self.draft_tokens < 0:
+            raise UsageError("--mtp: draft tokens must be >= 0")
+        if not 1.0 <= self.acceptance_length <= 1 + self.draft_tokens:
+            raise UsageError(f"--acceptance: must lie in [1, 1 + draft tokens = {1 + self.draft_tokens}]")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every plan's metrics (arrays); ``ok`` = fits in memory and meets the SLOs."""
+
+    plan: PlanGrid
+    breakdown: StageBreakdown
+    memory: MemoryVerdict
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    prefill_tokens_per_s_per_chip: np.ndarray
+    decode_tokens_per_s_per_chip: np.ndarray
+    ok: np.ndarray
+
+
+def _per_rank(plan: PlanGrid) -> np.ndarray:
+    return plan.batch / (plan.dp * plan.pp)
+
+
+def _memory(arch, cluster, plan, opts, context, tokens_per_rank, usable_fraction) -> MemoryVerdict:
+    cap = cluster.chip.memory_bytes
+    if not cap:
+        raise UsageError(f"--on: memory capacity of chip {cluster.chip.id!r} is unknown; the batch cannot be bounded")
+    return verdict(arch, plan, capacity_bytes=cap, usable_fraction=usable_fraction,
+                   bytes_per_weight=weight_bytes(opts.precision), kv_bytes=kv_bytes(opts.kv_precision),
+                   context_tokens=context, tokens_per_forward_per_rank=tokens_per_rank)
+
+
+def _slo_ok(slo: SLO, ttft, tpot) -> np.ndarray:
+    ok = np.ones_like(np.asarray(ttft, float), dtype=bool)
+    if slo.ttft_s is not None:
+        ok &= ttft <= slo.ttft_s
+    if slo.tpot_s is not None:
+        ok &= tpot <= slo.tpot_s
+    return ok
+
+
+def kv_handover_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, wl: Workload, kvb: float) -> np.ndarray:
+    """KV cache of one prompt sent from the prefill to the decode instance (I12), split over the
+    prefill instance's tp x pp chips, over the tier that spans the whole cluster."""
+    size = wl.input_tokens * arch.kv_bytes_per_token(kvb) / (plan.tp * plan.pp)
+    return coll.p2p_s(cluster, size, np.full(len(plan), cluster.chips))
+
+
+def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float) -> Evaluation:
+    a, m = opts.acceptance_length, opts.draft_tokens
+    b = _per_rank(plan)
+    c = b * wl.input_tokens * a / wl.output_tokens
+    ctx = wl.input_tokens + wl.output_tokens / 2.0
+    br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                    decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=c,
+                    prefill_len=wl.input_tokens)
+    t_iter = plan.pp * br.stage_s
+    tpot = t_iter / a
+    ttft = t_iter * np.maximum(1.0, wl.input_tokens / np.maximum(c, 1e-30))
+    chips = plan.chips_per_instance
+    out = plan.batch * a / t_iter / chips
+    pre = out * wl.input_tokens / wl.output_tokens
+    # continuous batching: sequences are spread evenly over their output, so the mean KV length is I + O/2
+    mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m) + c, usable_fraction)
+    return Evaluation(plan, br, mem, ttft, tpot, pre, out, mem.fits & _slo_ok(slo, ttft, tpot))
+
+
+def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float,
+                    context_tokens: float | None = None) -> Evaluation:
+    a, m = opts.acceptance_length, opts.draft_tokens
+    b = _per_rank(plan)
+    ctx = wl.input_tokens + wl.output_tokens / 2.0 if context_tokens is None else context_tokens
+    br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                    decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
+    t_step = plan.pp * br.stage_s
+    tpot = t_step / a
+    out = plan.batch * a / t_step / plan.chips_per_instance
+    mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m), usable_fraction)
+    ttft = np.zeros_like(tpot)
+    ok = mem.fits & _slo_ok(SLO(None, slo.tpot_s), ttft, tpot)
+    return Evaluation(plan, br, mem, ttft, tpot, np.zeros_like(out), out, ok)
+
+
+def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float) -> Evaluation:
+    """``plan.batch`` = prompts in flight (per rank and micro-batch: batch / (dp pp))."""
+    n = _per_rank(plan)
+    tokens = n * wl.input_tokens
+    br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                    decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens)
+    kvb = kv_bytes(opts.kv_precision)
+    ttft = plan.pp * br.stage_s + kv_handover_s(arch, cluster, plan, wl, kvb)
+    pre = tokens * plan.dp / br.stage_s / plan.chips_per_instance
+    mem = _memory(arch, cluster, plan, opts, wl.input_tokens, tokens, usable_fraction)
+    tpot = np.zeros_like(ttft)
+    ok = mem.fits & _slo_ok(SLO(slo.ttft_s, None), ttft, tpot)
+    return Evaluation(plan, br, mem, ttft, tpot, pre, np.zeros_like(pre), ok)
+
+
+def grid(arch: ServingArch, cluster: ClusterSpec, opts: Options, batches=None, max_instance_chips=None) -> PlanGrid:
+    f = opts.fixed
+    return candidate_plans(arch, cluster.chips, cluster.scale_up.domain_chips, tp=f.get("tp"), pp=f.get("pp"),
+                           dp=f.get("dp"), ep=f.get("ep"), batch=f.get("batch"), batches=batches,
+                           max_instance_chips=max_instance_chips)

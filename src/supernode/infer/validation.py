@@ -1,0 +1,76 @@
+"""Inference validation cases (``validation/cases/infer-*.yaml``): predict each measured figure
+with the same estimate the CLI uses and compare. A case says ``expected: pass`` or ``xfail``
+(a known, explained gap that must turn red when fixed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from supernode.catalog.loader import Catalog
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    id: str
+    kind: str
+    measured: float
+    predicted: float
+    unit: str
+    tolerance: float
+    expected: str
+
+    @property
+    def error_fraction(self) -> float:
+        return self.predicted / self.measured - 1.0
+
+    @property
+    def within(self) -> bool:
+        return abs(self.error_fraction) <= self.tolerance
+
+
+def case_files(root: Path) -> list[Path]:
+    return sorted(Path(root).glob("infer-*.yaml"))
+
+
+def predict(catalog: Catalog, case: dict) -> float:
+    """The case's metric predicted by the model (unit as the case's metric)."""
+    from supernode.infer.search import estimate_decode, estimate_prefill, search
+    from supernode.infer.serving import Workload
+
+    x = dict(case["inputs"])
+    kind = case["kind"]
+    if kind == "decode":
+        r = estimate_decode(catalog, x["model"], x["system"], x.get("chips"), context_tokens=x["context_tokens"],
+                            batch_per_rank=x["batch_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
+                            precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
+                            draft_tokens=x.get("draft_tokens", 0), acceptance_length=x.get("acceptance_length", 1.0))
+        return r["decode_tokens_per_s_per_chip"]
+    if kind == "prefill":
+        r = estimate_prefill(catalog, x["model"], x["system"], x.get("chips"), input_tokens=x["input_tokens"],
+                             tokens_per_rank=x["tokens_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
+                             precision=x["precision"])
+        return r["prefill_tokens_per_s_per_chip"]
+    if kind == "offline":
+        fixed = {k: x[k] for k in ("tp", "pp", "batch") if k in x}
+        r = search(catalog, x["model"], x["system"], x.get("chips"),
+                   workload=Workload(x["input_tokens"], x["output_tokens"]), precision=x["precision"],
+                   kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False)
+        return r["colocated"]["decode_tokens_per_s"]
+    raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
+
+
+def run_case(catalog: Catalog, path: Path) -> CaseResult:
+    case = yaml.safe_load(Path(path).read_text())
+    return CaseResult(case["id"], case["kind"], float(case["metric"]["value"]), float(predict(catalog, case)),
+                      case["metric"]["unit"], float(case["tolerance"]), case.get("expected", "pass"))
+
+
+def table_markdown(results: list[CaseResult]) -> str:
+    lines = ["| case | metric | measured | predicted | error | expected |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.id} | {r.unit} | {r.measured:,.0f} | {r.predicted:,.0f} | {100 * r.error_fraction:+.1f}% | "
+                     f"{r.expected} |")
+    return "\n".join(lines)

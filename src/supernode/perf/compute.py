@@ -1,0 +1,160 @@
+"""Compute primitives shared by the training and inference models: GEMM, attention and
+memory-bound operation times on one chip, with achievable efficiencies per chip family.
+
+Roofline (docs/model.md, K1):
+
+    T_gemm = max( F / (P_prec · e_prec · σ(m) σ(n) σ(k)),  Q / (B_mem · e_mem) )
+    σ(x)   = x / (x + x_half)                   (shape saturation, K2)
+    T_attn = F_attn / (P_attn · e_attn)          (fused FlashAttention kernels, K3)
+    T_mem  = Q / (B_mem · e_mem)                 (element-wise / normalization ops, K4)
+
+F = 2·m·n·k FLOP, Q = bytes moved, P_prec the dense peak at the GEMM precision, B_mem the HBM
+bandwidth. e_prec, x_half, e_attn, e_mem come from ``data/efficiency/<family>.yaml`` (one file per
+chip family, every value with a kind, source and rationale); a family without a file falls back
+to ``default.yaml`` and the fallback is listed in the assumptions. Efficiencies are calibrated
+per family, never per case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from supernode.catalog.loader import builtin_dir, parse_item
+from supernode.catalog.schema import Strict
+from supernode.hardware import ChipSpec
+
+ArrayLike = Any
+
+
+class Factor(Strict):
+    """One efficiency number with its provenance (value is a fraction or a size)."""
+
+    value: float = Field(ge=0)
+    kind: Literal["measured", "paper", "derived", "assumption", "estimate"]
+    source: str
+    note: str  # rationale
+
+
+class EfficiencyFile(Strict):
+    family: str
+    description: str
+    gemm_peak_fraction: dict[str, Factor]  # precision -> achievable fraction of dense peak (large GEMMs)
+    gemm_half_size: Factor  # x_half of the shape saturation sigma(x) = x / (x + x_half)
+    attention_peak_fraction: Factor  # fused attention kernel, fraction of the bf16/fp16 dense peak
+    memory_bandwidth_fraction: Factor  # achieved / nominal HBM bandwidth for streaming kernels
+    collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
+    overlap: dict[str, Factor] = {}  # software overlap fractions (default.yaml); see step model
+    memory: dict[str, Factor] = {}  # usable_memory_fraction etc. (default.yaml)
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Resolved efficiencies of one chip family (plain floats) and the assumptions used."""
+
+    family: str
+    gemm_peak_fraction: dict[str, float]
+    gemm_half_size: float
+    attention_peak_fraction: float
+    memory_bandwidth_fraction: float
+    collective_bandwidth_fraction: dict[str, float]
+    overlap: dict[str, float]
+    memory: dict[str, float]
+    assumptions: tuple[str, ...] = field(default_factory=tuple)
+
+    def gemm_fraction(self, precision: str) -> float:
+        """Large-GEMM fraction of peak at ``precision`` (falls back to bf16, then the smallest known)."""
+        if precision in self.gemm_peak_fraction:
+            return self.gemm_peak_fraction[precision]
+        if precision == "fp16" and "bf16" in self.gemm_peak_fraction:
+            return self.gemm_peak_fraction["bf16"]
+        return min(self.gemm_peak_fraction.values())
+
+    def tier_fraction(self, level: str) -> float:
+        return self.collective_bandwidth_fraction.get(level, min(self.collective_bandwidth_fraction.values()))
+
+
+def efficiency_dir() -> Path:
+    return builtin_dir() / "efficiency"
+
+
+@lru_cache(maxsize=64)
+def _read(path: str) -> EfficiencyFile:
+    return parse_item(Path(path), EfficiencyFile)
+
+
+def efficiency_file(family: str) -> EfficiencyFile | None:
+    p = efficiency_dir() / f"{family}.yaml"
+    return _read(str(p)) if p.is_file() else None
+
+
+@lru_cache(maxsize=64)
+def efficiency(family: str) -> Efficiency:
+    """Efficiencies for a chip family; families without data use ``default.yaml`` (+ a warning
+    in ``assumptions``). Software overlap fractions always come from ``default.yaml``."""
+    default = _read(str(efficiency_dir() / "default.yaml"))
+    data = efficiency_file(family)
+    notes: list[str] = []
+    if data is None:
+        data = default
+        notes.append(f"no efficiency data for chip family {family!r}: default efficiencies used "
+                     f"(GEMM {default.gemm_peak_fraction['bf16'].value:.2f} of peak); treat results as indicative")
+    else:
+        notes.append(f"efficiencies of family {family} (data/efficiency/{family}.yaml)")
+    ov = {k: v.value for k, v in default.overlap.items()}
+    ov.update({k: v.value for k, v in data.overlap.items()})
+    return Efficiency(
+        family=family,
+        gemm_peak_fraction={k: v.value for k, v in data.gemm_peak_fraction.items()},
+        gemm_half_size=data.gemm_half_size.value,
+        attention_peak_fraction=data.attention_peak_fraction.value,
+        memory_bandwidth_fraction=data.memory_bandwidth_fraction.value,
+        collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
+        overlap=ov,
+        memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
+        assumptions=tuple(notes),
+    )
+
+
+def shape_factor(eff: Efficiency, m: ArrayLike, n: ArrayLike, k: ArrayLike) -> ArrayLike:
+    """σ(m)·σ(n)·σ(k) with σ(x) = x/(x + x_half) (K2): small or skinny GEMMs reach less of peak."""
+    h = eff.gemm_half_size
+    return (m / (m + h)) * (n / (n + h)) * (k / (k + h))
+
+
+def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: ArrayLike,
+                precision: str = "bf16", count: ArrayLike = 1, bytes_per_element: float = 2.0) -> ArrayLike:
+    """Time (s) of ``count`` GEMMs [m x k]·[k x n] at ``precision`` (K1): the larger of the math
+    time at e_prec·σ of peak and the operand/result traffic at e_mem of HBM bandwidth."""
+    flops = 2.0 * m * n * k * count
+    t_math = flops / (chip.peak(precision) * eff.gemm_fraction(precision) * shape_factor(eff, m, n, k))
+    bw = chip.memory_bandwidth_bytes_per_s
+    if not bw:
+        return t_math
+    t_mem = (m * k + k * n + m * n) * count * bytes_per_element / (bw * eff.memory_bandwidth_fraction)
+    return np.maximum(t_math, t_mem)
+
+
+def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16") -> ArrayLike:
+    """Time (s) of fused attention (QK^T, softmax, AV) doing ``flops`` FLOP (K3). FP8 training
+    keeps attention in BF16 (Transformer Engine default), so fp8 maps to the bf16 peak."""
+    p = "bf16" if precision in ("fp8", "fp6", "fp4", "int8") and "bf16" in chip.peak_flop_per_s else precision
+    return flops / (chip.peak(p) * eff.attention_peak_fraction)
+
+
+def memory_time_s(chip: ChipSpec, eff: Efficiency, bytes_moved: ArrayLike) -> ArrayLike:
+    """Time (s) of a memory-bound op moving ``bytes_moved`` bytes through HBM (K4)."""
+    bw = chip.memory_bandwidth_bytes_per_s
+    if not bw:
+        return 0.0 * bytes_moved
+    return bytes_moved / (bw * eff.memory_bandwidth_fraction)
+
+
+def tier_bw_efficiency(cluster, eff: Efficiency) -> np.ndarray:
+    """Per-tier algorithm bandwidth efficiency (busbw / nominal link bw) for perf.collectives."""
+    return np.array([eff.tier_fraction(t.level) for t in cluster.tiers], dtype=float)

@@ -1,0 +1,154 @@
+"""Memory per chip of one training configuration (docs/model.md T6-T8), vectorized.
+
+Weights, gradients and optimizer states follow Rajbhandari et al. 2020 (ZeRO, sec. 3.1):
+mixed-precision Adam keeps 2 bytes of weights, g bytes of gradients and 12 bytes of optimizer
+state (fp32 master weight, momentum, variance) per parameter; ZeRO stage z shards the optimizer
+(z>=1), gradients (z>=2) and weights (z=3) over the N_dp = d·c data-parallel ranks.
+
+Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
+Transformer Models"), eq. 1-2 and sec. 4-5, generalized to GQA/MLA/SwiGLU/MoE: per layer and
+token the bytes kept for backward are summed per tensor; with sequence parallelism everything is
+divided by t. FlashAttention is assumed, so the 5·a·s/h softmax term is absent and "selective"
+recompute needs no extra memory saving; full recompute keeps only the layer input (2·D bytes
+per token). The first pipeline stage holds min(p, m) micro-batches in flight, times
+(1 + (p-1)/(p·v)) with interleaving (Korthikanti sec. 4.2.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from supernode.workload.model import ModelSpec
+from supernode.workload.shapes import attention_dims
+
+
+@dataclass(frozen=True)
+class ParamSplit:
+    """Parameter counts needed to place weights on chips (count)."""
+
+    dense_body: float  # attention + norms + dense MLP + shared experts + router of all layers
+    expert_body: float  # routed experts of all layers
+    embedding: float  # input embedding (+ learned positions)
+    head: float  # output head (0 when tied: the last stage then holds a copy of the embedding)
+    mtp: float  # multi-token prediction modules (last stage)
+
+
+def param_split(m: ModelSpec) -> ParamSplit:
+    from supernode.workload.shapes import param_breakdown
+
+    b = param_breakdown(m)
+    head = b["lm_head"] if b["lm_head"] else b["embedding"]  # tied: a copy on the last stage
+    return ParamSplit(
+        dense_body=b["attention"] + b["dense_mlp"] + b["shared_experts"] + b["router"],
+        expert_body=b["routed_experts"],
+        embedding=b["embedding"] + b["position"],
+        head=head + b["final_norm"],
+        mtp=b["mtp"],
+    )
+
+
+def activation_bytes_per_token_layer(m: ModelSpec, kind: str, precision: str = "bf16") -> float:
+    """Bytes kept for backward per token of one layer without recompute and without TP (T7).
+
+    Attention block: LN input 2D, QKV input 2D, Q,K,V for the core 2(q+k+v), core output 2·H·d_v,
+    dropout masks D each; MLP: LN input 2D, up-proj input 2D, activation input 2·F_up, down-proj
+    input 2F, mask D. For GPT (MHA, GeLU, F=4D, dropout) this gives Korthikanti's 34·D."""
+    D = m.hidden
+    g = 1.0 if precision in ("fp8", "fp6", "fp4") else 2.0  # saved GEMM inputs: FP8 copies (Transformer Engine)
+    dqk, dv = attention_dims(m)
+    q = m.heads * dqk
+    if m.mla is not None:
+        kv = m.heads * (dqk + dv)
+        latent = 2 * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim + (m.mla.q_lora_rank or 0))
+    else:
+        kv = m.kv_heads * m.d_head * 2
+        latent = 0
+    mask = D if m.dropout else 0
+    attn = 2 * D + g * D + 2 * (q + kv) + g * m.heads * dv + latent + mask
+    up = 2 if m.mlp == "swiglu" else 1
+    if kind == "moe" and m.moe is not None:
+        e = m.moe
+        k = e.active_experts
+        ffn = e.expert_ffn
+        mlp = 2 * D + g * D * k + k * (2 * up * ffn + g * ffn) + 2 * D * k  # + permuted copies
+        if e.shared_experts:
+            fs = e.shared_experts * ffn
+            mlp += 2 * up * fs + g * fs
+        mlp += 4 * e.routed_experts  # router logits / probabilities (fp32)
+    else:
+        mlp = 2 * D + g * D + 2 * up * m.ffn + g * m.ffn + mask
+    return float(attn + mlp)
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Bytes per chip on the most loaded pipeline stage, by kind (arrays)."""
+
+    weights_bytes: Any
+    gradients_bytes: Any
+    optimizer_bytes: Any
+    activations_bytes: Any
+    comm_buffers_bytes: Any
+
+    @property
+    def total_bytes(self) -> Any:
+        return (self.weights_bytes + self.gradients_bytes + self.optimizer_bytes + self.activations_bytes
+                + self.comm_buffers_bytes)
+
+
+def params_per_chip(m: ModelSpec, split: ParamSplit, t: Any, p: Any, e: Any) -> tuple[Any, Any]:
+    """(dense, expert) parameters held by one chip of the most loaded stage (T6): body/p on
+    every stage plus the embedding (first) or head+MTP (last stage), split t ways; experts also
+    split e ways."""
+    ends = np.maximum(split.embedding, split.head + split.mtp)
+    ends = np.where(p > 1, ends, split.embedding + split.head + split.mtp)
+    dense = (split.dense_body / p + ends) / t
+    expert = split.expert_body / (p * t * e)
+    return dense, expert
+
+
+def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precision: str,
+                    usable: dict[str, float], attention_kernel: str = "flash") -> MemoryBreakdown:
+    """Memory per chip (bytes) of a (vectorized) plan (T6-T8)."""
+    t, p, v, d, e, c, b, z, r = plan.tp, plan.pp, plan.vpp, plan.dp, plan.ep, plan.cp, plan.micro_batch, \
+        plan.zero, plan.recompute
+    split = param_split(m)
+    dense, expert = params_per_chip(m, split, t, p, e)
+    n_dp = d * c
+    n_edp = np.maximum(n_dp / e, 1.0)
+    w_bytes = 2.0  # bf16 weights (fp8 training keeps bf16 weights; fp8 copies are transient)
+    g_bytes = 2.0 if precision == "fp16" else 4.0  # fp32 main gradients (Megatron bf16 default)
+    o_bytes = 12.0 if precision != "fp16" else 12.0
+    shard_w = np.where(z >= 3, 1.0, 0.0)
+    shard_g = np.where(z >= 2, 1.0, 0.0)
+    shard_o = np.where(z >= 1, 1.0, 0.0)
+
+    def sharded(x, bytes_, flag, n):
+        return x * bytes_ / np.where(flag > 0, n, 1.0)
+
+    weights = sharded(dense, w_bytes, shard_w, n_dp) + sharded(expert, w_bytes, shard_w, n_edp)
+    grads = sharded(dense, g_bytes, shard_g, n_dp) + sharded(expert, g_bytes, shard_g, n_edp)
+    optim = sharded(dense, o_bytes, shard_o, n_dp) + sharded(expert, o_bytes, shard_o, n_edp)
+
+    tokens = b * seq_len / c  # tokens of one micro-batch on one TP group
+    act_dense = activation_bytes_per_token_layer(m, "dense", precision)
+    act_moe = activation_bytes_per_token_layer(m, "moe", precision) if m.moe_layers else 0.0
+    per_layer_full = (m.dense_layers * act_dense + m.moe_layers * act_moe) / m.layers
+    per_layer = np.where(r >= 2, 2.0 * m.hidden, per_layer_full) * tokens / t
+    if attention_kernel == "unfused":  # Korthikanti eq. 1: + 5·a·s²·b bytes (scores, softmax, dropout mask)
+        per_layer = per_layer + np.where(r >= 1, 0.0, 5.0 * m.heads * seq_len * tokens / t)
+    layers_stage = np.ceil(m.layers / (p * v)) * v
+    n_mb = global_batch / (d * b)
+    in_flight = np.minimum(p, n_mb) * np.where(v > 1, 1.0 + (p - 1) / (p * v), 1.0)
+    acts = per_layer * layers_stage * in_flight
+    # full recompute: one layer's activations are rebuilt during its backward
+    acts = acts + np.where(r >= 2, max(act_dense, act_moe) * tokens / t, 0.0)
+    # logits (fp32) and their gradient on the last stage; split t ways (vocab-parallel)
+    acts = acts + 2.0 * 4.0 * tokens * m.vocab / t
+    buffers = usable.get("dp_bucket_bytes", 0.0) + 2.0 * tokens * m.hidden * 2.0  # DP buckets + TP gather
+    if m.moe is not None:
+        buffers = buffers + 2.0 * tokens / t * m.moe.active_experts * m.hidden * 2.0  # EP dispatch/combine
+    return MemoryBreakdown(weights, grads, optim, acts, buffers + 0.0 * t)

@@ -1,0 +1,158 @@
+"""Parallelism search: every valid (TP, CP, EP, DP, PP, virtual stages, ZeRO, recompute,
+micro-batch) for a chip count, evaluated as arrays by the same :func:`estimate` that a single
+configuration uses; returns the k fastest plans that fit in memory (docs/model.md T10).
+
+Any degree can be fixed (``fixed={"tp": 8}``). When the fixed degrees leave no valid
+configuration, a one-line :class:`UsageError` names the parameter that cannot be satisfied.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from supernode.errors import UsageError
+from supernode.hardware import ClusterSpec
+from supernode.perf.compute import efficiency
+from supernode.train.plan import RECOMPUTE, Plan, TrainWorkload
+from supernode.train.step import StepBreakdown, estimate, validity
+from supernode.workload.model import ModelSpec
+
+VPP_CHOICES = (1, 2, 3, 4, 6, 8)
+MICRO_BATCH_CHOICES = (1, 2, 4, 8, 16)
+MAX_CP = 32
+FLAG = {"tp": "--tp", "pp": "--pp", "vpp": "--vpp", "dp": "--dp", "ep": "--ep", "cp": "--cp",
+        "micro_batch": "--micro-batch", "zero": "--zero", "recompute": "--recompute", "chips": "--chips",
+        "micro-batch": "--micro-batch"}
+
+
+def _divisors(n: int) -> list[int]:
+    small = [i for i in range(1, int(n ** 0.5) + 1) if n % i == 0]
+    return sorted(set(small + [n // i for i in small]))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The k best plans (fastest first) with their breakdowns, and search statistics."""
+
+    plans: Plan
+    breakdown: StepBreakdown
+    evaluated: int
+    valid: int
+    fitting: int
+    assumptions: tuple[str, ...] = field(default_factory=tuple)
+
+    def __len__(self) -> int:
+        return int(np.size(self.breakdown.step_time_s))
+
+
+def candidates(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str, Any] | None = None) -> Plan:
+    """All structurally plausible configurations as one array :class:`Plan` (before validity)."""
+    fixed = {k.replace("-", "_"): v for k, v in (fixed or {}).items() if v is not None}
+    if "recompute" in fixed and isinstance(fixed["recompute"], str):
+        fixed["recompute"] = RECOMPUTE.index(fixed["recompute"])
+    N = cluster.chips
+    for name in ("tp", "cp", "pp", "dp"):
+        if name in fixed and (int(fixed[name]) < 1 or N % int(fixed[name])):
+            raise UsageError(f"{FLAG[name]}: {fixed[name]} does not divide the {N} chips")
+    divs = _divisors(N)
+    E = m.moe.routed_experts if m.moe else 1
+
+    def opts(name: str, default: list[int]) -> list[int]:
+        return [int(fixed[name])] if name in fixed else default
+
+    tps = opts("tp", [x for x in divs if x <= 64])
+    cps = opts("cp", [x for x in divs if x <= MAX_CP])
+    pps = opts("pp", [x for x in divs if x <= m.layers])
+    degree = []
+    for t, c, p in itertools.product(tps, cps, pps):
+        if N % (t * c * p):
+            continue
+        d = N // (t * c * p)
+        if "dp" in fixed and int(fixed["dp"]) != d:
+            continue
+        eps = opts("ep", [x for x in _divisors(d) if E % x == 0] if m.moe else [1])
+        for e in eps:
+            degree.append((t, c, p, d, e))
+    if not degree:
+        degree = [(int(fixed.get("tp", 1)), int(fixed.get("cp", 1)), int(fixed.get("pp", 1)),
+                   int(fixed.get("dp", 1)), int(fixed.get("ep", 1)))]
+    deg = np.array(degree, dtype=float)
+    rest = np.array(list(itertools.product(opts("vpp", list(VPP_CHOICES)), opts("zero", [0, 1, 2, 3]),
+                                           opts("recompute", [0, 1, 2]),
+                                           opts("micro_batch", list(MICRO_BATCH_CHOICES)))), dtype=float)
+    i = np.repeat(np.arange(len(deg)), len(rest))
+    j = np.tile(np.arange(len(rest)), len(deg))
+    D, R = deg[i], rest[j]
+    ov = {k: float(fixed.get(k, 1)) for k in ("overlap_tp", "overlap_dp", "overlap_ep")}
+    return Plan(tp=D[:, 0], cp=D[:, 1], pp=D[:, 2], dp=D[:, 3], ep=D[:, 4], vpp=R[:, 0], zero=R[:, 1],
+                recompute=R[:, 2], micro_batch=R[:, 3], **ov)
+
+
+def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str, Any] | None = None,
+           top: int = 5, chunk: int = 262_144) -> SearchResult:
+    """The ``top`` fastest fitting configurations (or, when none fits, the ones needing the least
+    memory, flagged ``fits = False``)."""
+    cand = candidates(m, cluster, w, fixed)
+    ok, checks = validity(m, cluster, w, cand)
+    if not ok.any():
+        for name, bad in checks:
+            if bad.all():
+                raise UsageError(f"{FLAG.get(name, name)}: no valid configuration of {m.id} on {cluster.chips} chips "
+                                 f"({_why(name, m, cluster, w)})")
+        raise UsageError(f"no valid configuration of {m.id} on {cluster.chips} chips with the fixed degrees "
+                         f"({', '.join(f'{k}={v}' for k, v in (fixed or {}).items() if v is not None)})")
+    cand = cand.take(np.nonzero(ok)[0])
+    n = len(np.asarray(cand.tp))
+    eff = efficiency(cluster.chip.family)
+    best_t: list[np.ndarray] = []
+    best_i: list[np.ndarray] = []
+    best_mem: list[np.ndarray] = []
+    fitting = 0
+    for lo in range(0, n, chunk):
+        idx = np.arange(lo, min(n, lo + chunk))
+        br = estimate(m, cluster, w, cand.take(idx), eff)
+        st = np.where(br.fits, br.step_time_s, np.inf)
+        fitting += int(np.count_nonzero(br.fits))
+        k = min(top, len(idx))
+        sel = np.argpartition(st, k - 1)[:k]
+        best_t.append(st[sel])
+        best_i.append(idx[sel])
+        best_mem.append(np.asarray(br.memory_bytes_per_chip)[sel] / br.memory_capacity_bytes)
+    st = np.concatenate(best_t)
+    gi = np.concatenate(best_i)
+    if fitting == 0:  # nothing fits: show the plans closest to fitting
+        allmem = []
+        for lo in range(0, n, chunk):
+            idx = np.arange(lo, min(n, lo + chunk))
+            br = estimate(m, cluster, w, cand.take(idx), eff)
+            allmem.append(np.asarray(br.memory_bytes_per_chip))
+        mem = np.concatenate(allmem)
+        order = np.argsort(mem, kind="stable")[:top]
+        gi_sel = order
+    else:
+        order = np.argsort(st, kind="stable")
+        order = order[np.isfinite(st[order])][:top]
+        gi_sel = gi[order]
+    plans = cand.take(gi_sel)
+    br = estimate(m, cluster, w, plans, eff)
+    return SearchResult(plans=plans, breakdown=br, evaluated=n, valid=n, fitting=fitting,
+                        assumptions=tuple(eff.assumptions) + tuple(cluster.assumptions))
+
+
+def _why(name: str, m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload) -> str:
+    kv = m.heads if m.mla else m.kv_heads
+    return {
+        "chips": f"tp x cp x dp x pp must equal {cluster.chips}",
+        "tp": f"tp must divide {m.heads} heads and {kv} kv heads",
+        "pp": f"pp x vpp must not exceed {m.layers} layers",
+        "vpp": "interleaving needs pp > 1 and micro-batches divisible by pp",
+        "micro-batch": f"global batch {w.global_batch} must be divisible by dp x micro-batch",
+        "cp": f"sequence {w.seq_len} must be divisible by 2 x cp",
+        "ep": "ep must divide dp and the number of routed experts (1 for dense models)",
+        "zero": "zero stage is 0-3",
+        "recompute": "recompute is none, selective or full",
+    }.get(name, name)

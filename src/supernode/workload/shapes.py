@@ -1,0 +1,241 @@
+"""Parameter, FLOP, GEMM-shape and KV-cache accounting of a :class:`ModelSpec`.
+
+Notation (docs/model.md section W): L layers, D hidden, H query heads, K kv heads, d_h head
+size, F dense FFN size, F_e expert FFN size, E routed experts, k active experts, E_s shared
+experts, V vocabulary, T tokens, s sequence length (context), t tensor-parallel degree.
+
+Every function accepts numpy arrays for token counts and parallel degrees (vectorized use by
+the search). GEMM FLOPs are 2·m·n·k (one multiply-add = 2 FLOP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from supernode.workload.model import ModelSpec
+
+ArrayLike = Any  # float | int | np.ndarray
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One forward matrix multiply [m x k] @ [k x n], repeated ``count`` times (e.g. per expert).
+
+    ``kind``: "dense" (attention/MLP weights) or "expert" (MoE expert weights)."""
+
+    name: str
+    m: ArrayLike
+    n: ArrayLike
+    k: ArrayLike
+    count: ArrayLike = 1
+    kind: str = "dense"
+
+    @property
+    def flops(self) -> ArrayLike:
+        """2·m·n·k·count FLOP (W1)."""
+        return 2.0 * self.m * self.n * self.k * self.count
+
+    def bytes(self, bytes_per_element: float) -> ArrayLike:
+        """Operand + result traffic (m·k + k·n + m·n)·count·bytes, the roofline memory term."""
+        return (self.m * self.k + self.k * self.n + self.m * self.n) * self.count * bytes_per_element
+
+
+# ---------------------------------------------------------------- parameters (W2)
+
+def attention_params(m: ModelSpec) -> float:
+    """Weights of one attention block (projections, their biases, QK norms)."""
+    D, H, K = m.hidden, m.heads, m.kv_heads
+    if m.mla is not None:
+        a = m.mla
+        dqk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        q = (D * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * H * dqk) if a.q_lora_rank else D * H * dqk
+        kv = D * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank + a.kv_lora_rank * H * (
+            a.qk_nope_head_dim + a.v_head_dim)
+        return float(q + kv + H * a.v_head_dim * D)
+    dh = m.d_head
+    p = D * (H + 2 * K) * dh + H * dh * D
+    if m.linear_bias:
+        p += (H + 2 * K) * dh + D
+    elif m.qkv_bias:
+        p += (H + 2 * K) * dh
+    if m.qk_norm:
+        p += 2 * dh
+    return float(p)
+
+
+def mlp_params(m: ModelSpec, ffn: int) -> float:
+    """Weights of one FFN of intermediate size ``ffn``: 2·D·F (GeLU) or 3·D·F (SwiGLU), + biases."""
+    mats = 3 if m.mlp == "swiglu" else 2
+    p = mats * m.hidden * ffn
+    if m.linear_bias:
+        p += ffn + m.hidden
+    return float(p)
+
+
+def norm_params(m: ModelSpec) -> float:
+    """One normalization layer: D (RMSNorm) or 2·D (LayerNorm with bias)."""
+    return float(m.hidden * (2 if m.norm == "layernorm" else 1))
+
+
+def param_breakdown(m: ModelSpec) -> dict[str, float]:
+    """Parameter count by part (count). ``mtp`` is kept apart (not part of the published total)."""
+    D, V = m.hidden, m.vocab
+    out = {
+        "embedding": float(V * D),
+        "position": float(m.max_seq_len * D) if m.position == "learned" else 0.0,
+        "lm_head": 0.0 if m.tied_embeddings else float(V * D),
+        "final_norm": norm_params(m),
+        "attention": m.layers * (attention_params(m) + 2 * norm_params(m)),
+        "dense_mlp": m.dense_layers * mlp_params(m, m.ffn),
+        "routed_experts": 0.0,
+        "shared_experts": 0.0,
+        "router": 0.0,
+        "mtp": 0.0,
+    }
+    if m.moe is not None:
+        e = m.moe
+        out["routed_experts"] = m.moe_layers * e.routed_experts * mlp_params(m, e.expert_ffn)
+        out["shared_experts"] = m.moe_layers * e.shared_experts * mlp_params(m, e.expert_ffn)
+        out["router"] = float(m.moe_layers * e.routed_experts * D)
+    if m.mtp_layers:
+        # one MTP module = projection 2D->D, two RMSNorms, one transformer block (MoE if the model is);
+        # embedding and output head are shared with the main model (DeepSeek-V3 paper, sec. 2.2)
+        block = attention_params(m) + 2 * norm_params(m)
+        if m.moe is not None:
+            block += (m.moe.routed_experts + m.moe.shared_experts) * mlp_params(m, m.moe.expert_ffn) \
+                + m.moe.routed_experts * D
+        else:
+            block += mlp_params(m, m.ffn)
+        out["mtp"] = m.mtp_layers * (2 * D * D + 2 * norm_params(m) + block)
+    return out
+
+
+def param_count(m: ModelSpec, include_mtp: bool = False) -> tuple[float, float]:
+    """(total, active) parameters (count), embeddings and output head included (W2).
+
+    Active = everything except the routed experts not selected: routed experts contribute k/E.
+    MTP modules (DeepSeek-V3) are excluded by default, as in the published 671B/37B figures."""
+    b = param_breakdown(m)
+    total = sum(v for k, v in b.items() if k != "mtp")
+    active = total
+    if m.moe is not None:
+        active -= b["routed_experts"] * (1.0 - m.moe.active_experts / m.moe.routed_experts)
+    if include_mtp:
+        total += b["mtp"]
+        if m.moe is not None and b["mtp"]:
+            idle = m.mtp_layers * (m.moe.routed_experts - m.moe.active_experts) * mlp_params(m, m.moe.expert_ffn)
+            active += b["mtp"] - idle
+        else:
+            active += b["mtp"]
+    return float(total), float(active)
+
+
+# ---------------------------------------------------------------- GEMM shapes (W3)
+
+def attention_gemms(m: ModelSpec, tokens: ArrayLike, tp: ArrayLike = 1) -> list[Gemm]:
+    """Forward projection GEMMs of one attention block for ``tokens`` tokens on one chip of a
+    t-way tensor-parallel group (Megatron column-parallel QKV, row-parallel output; MLA down
+    projections replicated). Attention core (QK^T, AV) is in :func:`attention_core_flops`."""
+    D, H, K = m.hidden, m.heads, m.kv_heads
+    T = tokens
+    if m.mla is not None:
+        a = m.mla
+        dqk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        g = []
+        if a.q_lora_rank:
+            g.append(Gemm("q_down", T, a.q_lora_rank, D))
+            g.append(Gemm("q_up", T, H * dqk / tp, a.q_lora_rank))
+        else:
+            g.append(Gemm("q", T, H * dqk / tp, D))
+        g.append(Gemm("kv_down", T, a.kv_lora_rank + a.qk_rope_head_dim, D))
+        g.append(Gemm("kv_up", T, H * (a.qk_nope_head_dim + a.v_head_dim) / tp, a.kv_lora_rank))
+        g.append(Gemm("out", T, D, H * a.v_head_dim / tp))
+        return g
+    dh = m.d_head
+    return [Gemm("qkv", T, (H + 2 * K) * dh / tp, D), Gemm("out", T, D, H * dh / tp)]
+
+
+def mlp_gemms(m: ModelSpec, tokens: ArrayLike, ffn: int, tp: ArrayLike = 1, count: ArrayLike = 1,
+              kind: str = "dense", name: str = "mlp") -> list[Gemm]:
+    """Forward GEMMs of an FFN of size ``ffn`` (F split t ways), ``count`` copies (experts)."""
+    up = 2 * ffn if m.mlp == "swiglu" else ffn
+    return [Gemm(f"{name}_up", tokens, up / tp, m.hidden, count, kind),
+            Gemm(f"{name}_down", tokens, m.hidden, ffn / tp, count, kind)]
+
+
+def moe_gemms(m: ModelSpec, tokens: ArrayLike, tp: ArrayLike = 1, ep: ArrayLike = 1) -> list[Gemm]:
+    """Forward GEMMs of one MoE FFN on one chip: router, shared experts (TP split), and E/ep local
+    routed experts each receiving T·k·ep/E tokens on average (perfect balance assumed), expert
+    FFN split t ways (expert-tensor-parallel = t). ``tokens`` = tokens of the t-way TP group."""
+    e = m.moe
+    assert e is not None
+    g = [Gemm("router", tokens, e.routed_experts, m.hidden)]
+    if e.shared_experts:
+        g += mlp_gemms(m, tokens, e.shared_experts * e.expert_ffn, tp, 1, "dense", "shared")
+    per_expert = tokens * e.active_experts * ep / e.routed_experts
+    g += mlp_gemms(m, per_expert, e.expert_ffn, tp, e.routed_experts / ep, "expert", "expert")
+    return g
+
+
+def layer_gemms(m: ModelSpec, tokens: ArrayLike, kind: str = "dense", tp: ArrayLike = 1,
+                ep: ArrayLike = 1) -> list[Gemm]:
+    """Forward GEMMs of one transformer layer (``kind`` "dense" or "moe") for ``tokens`` tokens
+    on one chip with tensor-parallel degree ``tp`` and expert-parallel degree ``ep``."""
+    g = attention_gemms(m, tokens, tp)
+    if kind == "moe":
+        return g + moe_gemms(m, tokens, tp, ep)
+    return g + mlp_gemms(m, tokens, m.ffn, tp)
+
+
+def lm_head_gemm(m: ModelSpec, tokens: ArrayLike, tp: ArrayLike = 1) -> Gemm:
+    """Output projection D -> V (vocabulary split t ways)."""
+    return Gemm("lm_head", tokens, m.vocab / tp, m.hidden)
+
+
+def attention_dims(m: ModelSpec) -> tuple[int, int]:
+    """(d_qk, d_v): per-head size of the score dot product and of the values."""
+    if m.mla is not None:
+        return m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim, m.mla.v_head_dim
+    return m.d_head, m.d_head
+
+
+def attention_core_flops(m: ModelSpec, tokens: ArrayLike, context: ArrayLike, causal: bool = True,
+                         tp: ArrayLike = 1) -> ArrayLike:
+    """Forward FLOPs of QK^T and softmax·V for one layer (W4):
+    2·T·c·H·(d_qk + d_v) / t, with c the mean attended context: s/2 for causal training over a
+    sequence of s (FlashAttention skips masked blocks), s otherwise."""
+    dqk, dv = attention_dims(m)
+    c = context * 0.5 if causal else context
+    return 2.0 * tokens * c * m.heads * (dqk + dv) / tp
+
+
+def flops_per_token(m: ModelSpec, seq_len: ArrayLike, causal: bool = True) -> ArrayLike:
+    """Forward FLOPs per token of the whole model (W5): 2 x matmul weights touched per token
+    (active experts only, LM head included, input embedding excluded) + attention core with
+    mean context s/2 (causal). Training = 3x this (forward + 2x backward), +1x with full
+    recompute. Cf. Kaplan et al. 2020 C_fwd = 2N + 2·L·n_ctx·d_attn."""
+    gemm = sum(float(g.flops) for g in layer_gemms(m, 1.0, "dense")) * m.dense_layers
+    if m.moe_layers:
+        gemm += sum(float(g.flops) for g in layer_gemms(m, 1.0, "moe")) * m.moe_layers
+    gemm += float(lm_head_gemm(m, 1.0).flops)
+    return gemm + m.layers * attention_core_flops(m, 1.0, seq_len, causal)
+
+
+def kv_cache_bytes_per_token(m: ModelSpec, bytes_per_element: float) -> float:
+    """KV-cache bytes per token over all layers (W6):
+    MHA/GQA 2·L·K·d_h·b; MLA L·(kv_lora_rank + qk_rope_head_dim)·b (compressed latent + RoPE key)."""
+    if m.mla is not None:
+        return float(m.layers * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) * bytes_per_element)
+    return float(2 * m.layers * m.kv_heads * m.d_head * bytes_per_element)
+
+
+def megatron_flops_per_step(m: ModelSpec, global_batch: float, seq_len: float, recompute: bool = True) -> float:
+    """FLOPs per iteration as Megatron-LM reports them (Narayanan et al. SC'21, eq. 3, W7):
+    F = 24·(3 + r)·B·s·L·D²·(1 + s/(6D) + V/(16·L·D)) with r = 1 with full activation recompute
+    (96 B s L D² ... form), r = 0 without. Counts full (non-causal) attention and the 4·D MLP of
+    GPT; used only to convert published TFLOP/s figures to step times."""
+    B, s, L, D, V = global_batch, seq_len, m.layers, m.hidden, m.vocab
+    return 24.0 * (3 + (1 if recompute else 0)) * B * s * L * D * D * (1 + s / (6 * D) + V / (16 * L * D))

@@ -1,0 +1,33 @@
+"""Published inference measurements (validation/cases/infer-*.yaml) against the model."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from supernode.catalog import load_catalog
+from supernode.infer.validation import case_files, run_case
+
+CASES = case_files(Path(__file__).resolve().parents[1] / "validation" / "cases")
+CAT = load_catalog()
+
+
+def _marks(path):
+    import yaml
+    case = yaml.safe_load(path.read_text())
+    if case.get("expected") == "xfail":
+        return [pytest.mark.xfail(strict=True, reason=case.get("reason", ""))]
+    return []
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=_marks(p), id=p.stem) for p in CASES])
+def test_case_within_tolerance(path):
+    r = run_case(CAT, path)
+    assert r.within, f"{r.id}: predicted {r.predicted:,.0f} vs measured {r.measured:,.0f} ({100 * r.error_fraction:+.1f}%)"
+
+
+def test_median_error_target():
+    rs = [run_case(CAT, p) for p in CASES]
+    errs = [abs(r.error_fraction) for r in rs if r.expected == "pass"]
+    assert len(errs) >= 4
+    assert np.median(errs) <= 0.12 and max(errs) <= 0.30
