@@ -45,3 +45,13 @@ def test_infer_allowed_for_keeps_h20_for_cn(run_cli):
                              "2025-09-20", "--json")
     assert code == 0, err
     assert any("obtainable" in a for a in json.loads(out)["assumptions"])
+
+
+def test_train_allowed_for(run_cli):
+    code, out, err = run_cli("train", "llama-3.1-8b", "--on", "h100", "--chips", "64", "--allowed-for", "CN",
+                             "--date", "2025-09-20", "--json")
+    assert code == 2 and "h100 is excluded" in err
+    code, out, err = run_cli("train", "llama-3.1-8b", "--on", "h20", "--chips", "64", "--allowed-for", "CN",
+                             "--date", "2025-03-01", "--json", "--top", "1")
+    assert code == 0, err
+    assert json.loads(out)["allowed_for"]["country"] == "CN"

@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3."),
         recompute: Optional[str] = typer.Option(None, "--recompute", help="none, selective or full."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output (SI units)."),
+        allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
+                                                  "hardware that buyer cannot obtain on --date."),
+        date: Optional[str] = typer.Option(None, "--date", help="Date for --allowed-for (YYYY-MM-DD; default today)."),
     ) -> None:
         """Search parallel plans (TP, CP, EP, DP, PP, interleaving, ZeRO, recompute, micro-batch)."""
         from supernode.cli import console, emit_json, fail, get_catalog
@@ -41,9 +44,14 @@ def register(app: typer.Typer) -> None:
             fail("--zero: expected 0, 1, 2 or 3")
         fixed = dict(tp=tp, pp=pp, vpp=vpp, dp=dp, ep=ep, cp=cp, micro_batch=micro_batch, zero=zero,
                      recompute=recompute)
-        # (the lead adds --allowed-for COUNTRY --date D here: filter `on` before train_plans)
-        result = train_plans(get_catalog(), model, on, chips=chips, precision=precision, seq_len=seq_len,
+        from supernode.planning import require_allowed
+
+        cat = get_catalog()
+        allowed_notes = require_allowed(cat, on, allowed_for, date)
+        result = train_plans(cat, model, on, chips=chips, precision=precision, seq_len=seq_len,
                              global_batch=global_batch, tokens=tokens, top=top, fixed=fixed)
+        if allowed_notes:
+            result["allowed_for"] = {"country": allowed_for.upper(), "date": date, "notes": allowed_notes}
         if as_json:
             emit_json(result)
             return
