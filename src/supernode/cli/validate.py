@@ -18,11 +18,25 @@ def register(app: typer.Typer) -> None:
         from supernode.cli import console, emit_json, get_catalog
         from supernode.train.validation import load_cases, run_case, summary
 
+        from supernode.infer import validation as iv
+        from supernode.train.validation import cases_dir
+
         cat = get_catalog()
         results = [run_case(cat, c) for c in load_cases(cases)]
         s = summary(results)
+        inf = [iv.run_case(cat, p) for p in iv.case_files(cases or cases_dir())]
+        inf_errs = sorted(abs(r.error_fraction) for r in inf if r.expected == "pass")
+        inf_summary = {"cases": len(inf),
+                       "median_abs_error_fraction": inf_errs[len(inf_errs) // 2] if inf_errs else None,
+                       "max_abs_error_fraction": max(inf_errs) if inf_errs else None,
+                       "outside_tolerance": [r.id for r in inf if r.expected == "pass" and not r.within]}
         if as_json:
-            emit_json({"cases": [{"id": r.case.id, "metric": r.case.metric.name, "unit": r.case.metric.unit,
+            emit_json({"inference_cases": [{"id": r.id, "kind": r.kind, "unit": r.unit, "predicted": r.predicted,
+                                            "measured": r.measured, "error_fraction": r.error_fraction,
+                                            "tolerance": r.tolerance, "within_tolerance": r.within,
+                                            "expected_failure": r.expected != "pass"} for r in inf],
+                       "inference_summary": inf_summary,
+                       "cases": [{"id": r.case.id, "metric": r.case.metric.name, "unit": r.case.metric.unit,
                                   "predicted": r.predicted, "measured": r.measured,
                                   "error_fraction": r.error_fraction, "tolerance": r.case.tolerance,
                                   "within_tolerance": r.within, "expected_failure": r.case.expected_failure,
@@ -42,5 +56,16 @@ def register(app: typer.Typer) -> None:
             con.print(t)
             con.print(f"{s['cases']} cases: median |error| {s['median_abs_error_fraction']:.1%}, "
                       f"mean {s['mean_abs_error_fraction']:.1%}, max {s['max_abs_error_fraction']:.1%}")
-        if s["outside_tolerance"]:
+            if inf:
+                t = Table(title="inference model vs published measurements", title_justify="left")
+                for h in ("case", "metric", "predicted", "measured", "error", "tol", "status"):
+                    t.add_column(h, justify="left" if h in ("case", "metric", "status") else "right")
+                for r in inf:
+                    status = "ok" if r.within else ("known gap" if r.expected != "pass" else "OUTSIDE")
+                    t.add_row(r.id, r.unit, f"{r.predicted:.4g}", f"{r.measured:.4g}", f"{r.error_fraction:+.1%}",
+                              f"{r.tolerance:.0%}", status)
+                con.print(t)
+                con.print(f"{len(inf)} inference cases: median |error| {inf_summary['median_abs_error_fraction']:.1%}"
+                          f" (expected-pass cases), max {inf_summary['max_abs_error_fraction']:.1%}")
+        if s["outside_tolerance"] or inf_summary["outside_tolerance"]:
             raise typer.Exit(1)
