@@ -80,6 +80,11 @@ def load_cases(folder: Path | None = None) -> list[Case]:
     from supernode.catalog.loader import read_yaml
 
     folder = folder or cases_dir()
+    if not folder.is_dir():
+        from supernode.errors import UsageError
+
+        raise UsageError(f"--cases: folder {folder} not found (the cases ship with the source checkout's "
+                         "validation/cases; pass --cases DIR)")
     out = []
     for p in sorted(folder.glob("*.yaml")):
         raw = read_yaml(p)
