@@ -127,7 +127,7 @@ def _tier_from_link(link: Link, level: str, name: str, domain: int, what: str) -
                     latency_s=lat if lat is not None else 0.0, topology=link.topology, oversubscription_ratio=over)
 
 
-def _generic(catalog: Catalog, chip: Chip, chips: int) -> ClusterSpec:
+def _generic(chip: Chip, chips: int) -> ClusterSpec:
     what = f"chip {chip.id!r}"
     tiers: list[TierSpec] = []
     assumptions = [f"generic cluster of {chips} x {chip.id}: the chip's standard node and NIC"]
@@ -224,5 +224,5 @@ def resolve_cluster(catalog: Catalog, on: str, chips: int | None = None) -> Clus
     if on in catalog.chips:
         chip = catalog.chips[on]
         node = int(si(chip.scale_up.domain_size) or 1) if chip.scale_up is not None else 1
-        return _generic(catalog, chip, chips or node)
+        return _generic(chip, chips or node)
     raise UsageError(f"--on: unknown system or chip id {on!r}; see `supernode catalog systems` and `catalog chips`")

@@ -47,7 +47,9 @@ def tier_factors(cluster: ClusterSpec, n: ArrayLike, stride: ArrayLike = 1) -> l
             cap = np.maximum(1.0, np.floor(t.domain_chips / np.maximum(s * inner, 1.0)))
             f = np.minimum(rest, cap)
             # keep factors integral divisors of rest (groups are aligned in rank order)
-            f = np.where(rest % f == 0, f, _largest_divisor_leq(rest, f))
+            bad = rest % f != 0
+            if np.any(bad):
+                f = np.where(bad, _largest_divisor_leq(rest, f), f)
         out.append(f)
         rest = rest / f
         inner = inner * f
