@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
         zero: Optional[int] = typer.Option(None, "--zero", help="ZeRO stage 0-3."),
         recompute: Optional[str] = typer.Option(None, "--recompute", help="none, selective or full."),
+        grad_dtype: str = typer.Option("fp32", "--grad-dtype", help="Gradient buffer/reduction dtype: fp32 "
+                                       "(Megatron-LM default) or bf16 (NeMo performance recipes, MLPerf)."),
+        param_dtype: str = typer.Option("bf16", "--param-dtype", help="Weights kept on chip: bf16, or fp8 "
+                                        "(Transformer Engine fp8 parameters)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output (SI units)."),
         allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
                                                   "hardware that buyer cannot obtain on --date."),
@@ -42,6 +46,10 @@ def register(app: typer.Typer) -> None:
             fail("--recompute: expected none, selective or full")
         if zero is not None and not 0 <= zero <= 3:
             fail("--zero: expected 0, 1, 2 or 3")
+        if grad_dtype not in ("fp32", "bf16", "fp16"):
+            fail(f"--grad-dtype: expected fp32, bf16 or fp16, got {grad_dtype!r}")
+        if param_dtype not in ("bf16", "fp16", "fp8"):
+            fail(f"--param-dtype: expected bf16, fp16 or fp8, got {param_dtype!r}")
         fixed = dict(tp=tp, pp=pp, vpp=vpp, dp=dp, ep=ep, cp=cp, micro_batch=micro_batch, zero=zero,
                      recompute=recompute)
         from supernode.planning import require_allowed
@@ -49,7 +57,8 @@ def register(app: typer.Typer) -> None:
         cat = get_catalog()
         allowed_notes = require_allowed(cat, on, allowed_for, date)
         result = train_plans(cat, model, on, chips=chips, precision=precision, seq_len=seq_len,
-                             global_batch=global_batch, tokens=tokens, top=top, fixed=fixed)
+                             global_batch=global_batch, tokens=tokens, top=top, fixed=fixed,
+                             grad_dtype=grad_dtype, param_dtype=param_dtype)
         if allowed_notes:
             result["allowed_for"] = {"country": allowed_for.upper(), "date": date, "notes": allowed_notes}
         if as_json:

@@ -111,17 +111,20 @@ def params_per_chip(m: ModelSpec, split: ParamSplit, t: Any, p: Any, e: Any) -> 
 
 
 def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precision: str,
-                    usable: dict[str, float], attention_kernel: str = "flash") -> MemoryBreakdown:
-    """Memory per chip (bytes) of a (vectorized) plan (T6-T8)."""
+                    usable: dict[str, float], attention_kernel: str = "flash", grad_bytes: float = 4.0,
+                    param_bytes: float = 2.0) -> MemoryBreakdown:
+    """Memory per chip (bytes) of a (vectorized) plan (T6-T8). ``grad_bytes``: 4 for fp32 main
+    gradients (Megatron-LM default), 2 for bf16 gradient buffers (NeMo/MLPerf
+    ``grad_reduce_in_fp32=False``); ``param_bytes``: 2 for bf16 weights, 1 for fp8 parameters."""
     t, p, v, d, e, c, b, z, r = plan.tp, plan.pp, plan.vpp, plan.dp, plan.ep, plan.cp, plan.micro_batch, \
         plan.zero, plan.recompute
     split = param_split(m)
     dense, expert = params_per_chip(m, split, t, p, e)
     n_dp = d * c
     n_edp = np.maximum(n_dp / e, 1.0)
-    w_bytes = 2.0  # bf16 weights (fp8 training keeps bf16 weights; fp8 copies are transient)
-    g_bytes = 2.0 if precision == "fp16" else 4.0  # fp32 main gradients (Megatron bf16 default)
-    o_bytes = 12.0 if precision != "fp16" else 12.0
+    w_bytes = param_bytes  # bf16 weights (fp8 training keeps bf16 weights unless fp8 parameters are on)
+    g_bytes = grad_bytes
+    o_bytes = 12.0  # fp32 master weight, Adam m and v
     shard_w = np.where(z >= 3, 1.0, 0.0)
     shard_g = np.where(z >= 2, 1.0, 0.0)
     shard_o = np.where(z >= 1, 1.0, 0.0)

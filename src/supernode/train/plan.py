@@ -29,6 +29,25 @@ class TrainWorkload:
     precision: str = "bf16"  # GEMM precision (fp8: Transformer-Engine style, activations/weights kept bf16)
     tokens: float | None = None
     attention_kernel: str = "flash"  # "flash" (fused, causal blocks skipped) or "unfused" (pre-2022 stacks)
+    grad_dtype: str = "fp32"  # gradient buffer / reduction dtype: fp32 (Megatron-LM default) or bf16
+    param_dtype: str = "bf16"  # model weight copy kept on the chip: bf16, or fp8 (Transformer Engine fp8 params)
+
+    def __post_init__(self) -> None:
+        from supernode.errors import UsageError
+
+        if self.grad_dtype not in ("fp32", "bf16", "fp16"):
+            raise UsageError(f"grad_dtype: expected fp32, bf16 or fp16, got {self.grad_dtype!r}")
+        if self.param_dtype not in ("bf16", "fp16", "fp8"):
+            raise UsageError(f"param_dtype: expected bf16, fp16 or fp8, got {self.param_dtype!r}")
+
+    @property
+    def grad_bytes(self) -> float:
+        """Bytes per gradient element (fp16 training keeps fp16 gradients)."""
+        return 2.0 if self.grad_dtype != "fp32" or self.precision == "fp16" else 4.0
+
+    @property
+    def param_bytes(self) -> float:
+        return 1.0 if self.param_dtype == "fp8" else 2.0
 
     @property
     def tokens_per_step(self) -> int:

@@ -220,21 +220,21 @@ def estimate(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, plan: Plan,
     # ---- DP (T4): gradient reduce (+ parameter gather) over d·c ranks at stride t
     split = param_split(m)
     dense_pc, expert_pc = params_per_chip(m, split, t, p, e)
-    g_bytes = 2.0 if prec == "fp16" else 4.0
+    g_bytes = w.grad_bytes
+    pw_bytes = w.param_bytes
     n_dp = d * c
     n_edp = np.maximum(n_dp / e, 1.0)
     a_dp, b_dp = _coll_affine(coll.reduce_scatter_s, cluster, n_dp, t, bw_eff)
     a_edp, b_edp = _coll_affine(coll.reduce_scatter_s, cluster, n_edp, t * e, bw_eff)
     rs = (a_dp * dense_pc * g_bytes + b_dp) * (n_dp > 1) + (a_edp * expert_pc * g_bytes + b_edp) * (n_edp > 1)
-    ag = (a_dp * dense_pc * 2.0 + b_dp) * (n_dp > 1) + (a_edp * expert_pc * 2.0 + b_edp) * (n_edp > 1)
+    ag = (a_dp * dense_pc * pw_bytes + b_dp) * (n_dp > 1) + (a_edp * expert_pc * pw_bytes + b_edp) * (n_edp > 1)
     # zero 0: all-reduce = RS + AG of gradients; zero 1-2: RS grads + AG bf16 params; zero 3: + AG per micro-batch x2
     ag_step = np.where(z >= 1, ag, rs)
     ag_mb = np.where(z >= 3, 2.0 * ag, 0.0)
     # overlap windows: one micro-batch's forward (~1/3) and backward (~2/3) of the stage; fixed shares
     # keep the step time monotone in FLOP/s (a window never exceeds the compute it hides behind)
     # ZeRO-3 gathers use each micro-batch's compute first; only the spare time hides the step-end traffic
-    ag_mb_pre = np.where(z >= 3, 2.0 * ((a_dp * dense_pc * 2.0 + b_dp) * (n_dp > 1)
-                                        + (a_edp * expert_pc * 2.0 + b_edp) * (n_edp > 1)), 0.0)
+    ag_mb_pre = np.where(z >= 3, 2.0 * ag, 0.0)
     spare = np.maximum(0.0, stage_compute - ag_mb_pre * pl.overlap_dp)
     stage_f = spare / 3.0
     stage_b = spare * 2.0 / 3.0
@@ -256,7 +256,7 @@ def estimate(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, plan: Plan,
     rc_flops = np.where(r >= 2, fpt, np.where(r >= 1, m.layers * attention_core_flops(m, 1.0, s, True), 0.0))
     hw_flops = model_flops + rc_flops * tokens
     peak = chip.peak(prec) * N
-    mem = memory_per_chip(m, pl, s, B, prec, eff.memory, w.attention_kernel)
+    mem = memory_per_chip(m, pl, s, B, prec, eff.memory, w.attention_kernel, w.grad_bytes, w.param_bytes)
     cap = (chip.memory_bytes or np.inf) * eff.memory.get("usable_memory_fraction", 1.0)
     total_mem = mem.total_bytes
     return StepBreakdown(

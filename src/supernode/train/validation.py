@@ -40,6 +40,8 @@ class CaseInputs(Strict):
     seq_len: int
     global_batch: int
     attention_kernel: Literal["flash", "unfused"] = "flash"
+    grad_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    param_dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     plan: dict[str, Any] = {}
 
 
@@ -98,7 +100,8 @@ def run_case(catalog: Catalog, case: Case) -> CaseResult:
     i = case.inputs
     m = load_model(catalog, i.model)
     cluster = resolve_cluster(catalog, i.on, i.chips)
-    w = TrainWorkload(i.global_batch, i.seq_len, i.precision, attention_kernel=i.attention_kernel)
+    w = TrainWorkload(i.global_batch, i.seq_len, i.precision, attention_kernel=i.attention_kernel,
+                      grad_dtype=i.grad_dtype, param_dtype=i.param_dtype)
     res = search(m, cluster, w, fixed=dict(i.plan), top=1)
     row = res.breakdown.row(0)
     step = float(row["step_time_s"])
