@@ -30,9 +30,9 @@ def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, byte
 
 
 def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precision: str) -> np.ndarray:
-    """Fused attention: the larger of its FLOPs (K3) and streaming its KV cache from HBM (K4)."""
-    return np.maximum(np.asarray(compute.attention_time_s(chip, eff, np.asarray(flops, float), precision), float),
-                      np.asarray(compute.memory_time_s(chip, eff, np.asarray(kv_bytes, float)), float))
+    """Fused attention: smooth roofline (K1) of its FLOPs (K3) and streaming its KV cache from HBM (K4)."""
+    return compute.roofline_s(eff, compute.attention_time_s(chip, eff, np.asarray(flops, float), precision),
+                              compute.memory_time_s(chip, eff, np.asarray(kv_bytes, float)))
 
 
 def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.ndarray:

@@ -85,7 +85,7 @@ MAX_PREFILL_TOKENS_PER_RANK = 65536
 def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, chips: int | None = None, *,
            workload: Workload, slo: SLO = SLO(), precision: str | None = None, kv_precision: str = "bf16",
            draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
-           disaggregated: bool = True) -> dict:
+           disaggregated: bool = True, prefill_chunk_tokens: int = 8192) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
@@ -93,7 +93,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
     prec = precision or default_precision(cluster.chip)
     cluster.chip.peak(prec)  # one-line error when the chip lacks the format
-    opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}))
+    opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens)
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -101,7 +101,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         f"weights and GEMMs at {prec}{'' if precision else ' (default: the narrowest of fp8/int8/bf16 the chip has)'}; "
         f"KV cache at {kv_precision}; attention at bf16",
         f"usable memory = {usable:.2f} x capacity ({rec.usable_memory_fraction.note.strip().split(';')[0]})",
-        "mean request lengths; steady state; no queueing delay in TTFT; uniform expert routing",
+        f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of "
+        f"{prefill_chunk_tokens:,} tokens mixed into decode iterations, no queueing before admission; "
+        "uniform expert routing",
     ]
     if draft_tokens:
         assumptions.append(f"speculative decoding / MTP: {draft_tokens} draft token(s) verified per step, "

@@ -7,7 +7,12 @@ and outputs of O tokens (formula I9):
 
     prefill tokens per rank and iteration  c = b I a / O      (steady state: prompts enter as outputs end)
     T_iter = pp T_stage(b decode seqs + c prefill tokens);  TPOT = T_iter / a
-    output throughput = B a / T_iter;  TTFT = T_iter max(1, I / c)
+    output throughput = B a / T_iter
+    TTFT = ceil(I / C) pp T_stage(b decode seqs + C prefill tokens),  C = min(chunk, I)
+
+The throughput uses the mean prefill load c; a prompt itself is prefilled in bursts of the
+scheduler's chunk budget (``--prefill-chunk``, vLLM max_num_batched_tokens / SGLang
+chunked_prefill_size), so its TTFT is ceil(I / C) such iterations (no queueing before admission).
 
 Disaggregated (I10): prefill instances run prompts only, TTFT = pp T_stage(n I tokens per rank)
 + the KV hand-over (I12); prefill throughput = n dp I / T_stage. Decode instances run decode
@@ -74,8 +79,11 @@ class Options:
     draft_tokens: int = 0
     acceptance_length: float = 1.0
     fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch
+    prefill_chunk_tokens: int = 8192  # chunked-prefill budget per rank and iteration (SGLang default 8,192)
 
     def __post_init__(self) -> None:
+        if not self.prefill_chunk_tokens >= 1:
+            raise UsageError(f"--prefill-chunk: must be a positive token count, got {self.prefill_chunk_tokens}")
         weight_bytes(self.precision)
         kv_bytes(self.kv_precision)
         if self.draft_tokens < 0:
@@ -137,7 +145,11 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                     prefill_len=wl.input_tokens)
     t_iter = plan.pp * br.stage_s
     tpot = t_iter / a
-    ttft = t_iter * np.maximum(1.0, wl.input_tokens / np.maximum(c, 1e-30))
+    chunk = min(float(opts.prefill_chunk_tokens), wl.input_tokens)
+    burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
+                       prefill_len=wl.input_tokens)
+    ttft = np.ceil(wl.input_tokens / chunk) * plan.pp * burst.stage_s
     chips = plan.chips_per_instance
     out = plan.batch * a / t_iter / chips
     pre = out * wl.input_tokens / wl.output_tokens

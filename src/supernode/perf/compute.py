@@ -3,8 +3,9 @@ memory-bound operation times on one chip, with achievable efficiencies per chip 
 
 Roofline (docs/model.md, K1):
 
-    T_gemm = max( F / (P_prec · e_prec · σ(m) σ(n) σ(k)),  Q / (B_mem · e_mem) )
-    σ(x)   = x / (x + x_half)                   (shape saturation, K2)
+    T_gemm = R( F / (P_prec · e_prec · σ_m(m) σ(n) σ(k)),  Q / (B_mem · e_mem) )
+    R(a,b) = (a^q + b^q)^(1/q)                  (smooth roofline; q → ∞ gives max)
+    σ(x)   = x / (x + x_half)                   (shape saturation, K2; the token dim m has its own x_half)
     T_attn = F_attn / (P_attn · e_attn)          (fused FlashAttention kernels, K3)
     T_mem  = Q / (B_mem · e_mem)                 (element-wise / normalization ops, K4)
 
@@ -45,7 +46,9 @@ class EfficiencyFile(Strict):
     family: str
     description: str
     gemm_peak_fraction: dict[str, Factor]  # precision -> achievable fraction of dense peak (large GEMMs)
-    gemm_half_size: Factor  # x_half of the shape saturation sigma(x) = x / (x + x_half)
+    gemm_half_size: Factor  # x_half of the shape saturation sigma(x) = x / (x + x_half), weight dims n, k
+    gemm_token_half_size: Factor | None = None  # x_half for the token dim m (default: default.yaml's)
+    roofline_exponent: Factor | None = None  # q of the smooth roofline (default: default.yaml's)
     attention_peak_fraction: Factor  # fused attention kernel, fraction of the bf16/fp16 dense peak
     memory_bandwidth_fraction: Factor  # achieved / nominal HBM bandwidth for streaming kernels
     collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
@@ -60,6 +63,8 @@ class Efficiency:
     family: str
     gemm_peak_fraction: dict[str, float]
     gemm_half_size: float
+    gemm_token_half_size: float
+    roofline_exponent: float
     attention_peak_fraction: float
     memory_bandwidth_fraction: float
     collective_bandwidth_fraction: dict[str, float]
@@ -112,6 +117,8 @@ def efficiency(family: str) -> Efficiency:
         family=family,
         gemm_peak_fraction={k: v.value for k, v in data.gemm_peak_fraction.items()},
         gemm_half_size=data.gemm_half_size.value,
+        gemm_token_half_size=(data.gemm_token_half_size or default.gemm_token_half_size).value,
+        roofline_exponent=(data.roofline_exponent or default.roofline_exponent).value,
         attention_peak_fraction=data.attention_peak_fraction.value,
         memory_bandwidth_fraction=data.memory_bandwidth_fraction.value,
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
@@ -122,9 +129,28 @@ def efficiency(family: str) -> Efficiency:
 
 
 def shape_factor(eff: Efficiency, m: ArrayLike, n: ArrayLike, k: ArrayLike) -> ArrayLike:
-    """σ(m)·σ(n)·σ(k) with σ(x) = x/(x + x_half) (K2): small or skinny GEMMs reach less of peak."""
+    """σ_m(m)·σ(n)·σ(k) with σ(x) = x/(x + x_half) (K2): small or skinny GEMMs reach less of peak.
+
+    The token dimension m has its own, smaller half size: few-row GEMMs (decode) run in small-M
+    kernels (swap-AB, split-K GEMV) whose MMA tile along m is 8-16 rows, not the 128-256 rows of
+    the large-GEMM tiles that set x_half for the weight dimensions n and k."""
     h = eff.gemm_half_size
-    return (m / (m + h)) * (n / (n + h)) * (k / (k + h))
+    hm = eff.gemm_token_half_size
+    return (m / (m + hm)) * (n / (n + h)) * (k / (k + h))
+
+
+def roofline_s(eff: Efficiency, t_math: ArrayLike, t_mem: ArrayLike) -> ArrayLike:
+    """Smooth roofline (K1): (t_math^q + t_mem^q)^(1/q). q → ∞ is the sharp max(); a finite q
+    says that near the ridge point neither the tensor units nor HBM run at their full rate (q is
+    fitted per family on kernel measurements, data/efficiency)."""
+    q = eff.roofline_exponent
+    t_math = np.asarray(t_math, dtype=float)
+    t_mem = np.asarray(t_mem, dtype=float)
+    hi = np.maximum(t_math, t_mem)
+    lo = np.minimum(t_math, t_mem)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(hi > 0, lo / np.where(hi > 0, hi, 1.0), 0.0)
+    return hi * (1.0 + r ** q) ** (1.0 / q)
 
 
 def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: ArrayLike,
@@ -137,7 +163,7 @@ def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: 
     if not bw:
         return t_math
     t_mem = (m * k + k * n + m * n) * count * bytes_per_element / (bw * eff.memory_bandwidth_fraction)
-    return np.maximum(t_math, t_mem)
+    return roofline_s(eff, t_math, t_mem)
 
 
 def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16") -> ArrayLike:

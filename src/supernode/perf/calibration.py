@@ -1,0 +1,70 @@
+"""Kernel measurement tables (``data/kernels/*.yaml``) and how well the GEMM model (K1-K2 in
+:mod:`supernode.perf.compute`) reproduces them with a family's efficiencies.
+
+A kernel table is published timings of single GEMMs on one chip (shape, layout, achieved
+FLOP/s). It fits the family's shape parameters (token half size, smooth-roofline exponent,
+large-GEMM fraction); the validation cases then test the whole model end to end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from supernode.catalog.loader import Catalog, builtin_dir, parse_item
+from supernode.catalog.schema import Strict
+from supernode.hardware import ChipSpec
+from supernode.perf.compute import Efficiency, efficiency, gemm_time_s
+
+
+class KernelTable(Strict):
+    id: str
+    description: str
+    source: str
+    chip: str
+    precision: str
+    input_bytes_per_element: float
+    output_bytes_per_element: float
+    columns: list[Literal["layout", "groups", "m", "n", "k", "tflop_per_s"]]
+    rows: list[list[str | float | int]]
+
+
+@dataclass(frozen=True)
+class KernelFit:
+    table: KernelTable
+    measured_s: np.ndarray
+    predicted_s: np.ndarray
+
+    @property
+    def error_fraction(self) -> np.ndarray:
+        return self.predicted_s / self.measured_s - 1.0
+
+    @property
+    def median_abs_error(self) -> float:
+        return float(np.median(np.abs(self.error_fraction)))
+
+
+def kernel_tables() -> list[KernelTable]:
+    folder = builtin_dir() / "kernels"
+    return [parse_item(p, KernelTable) for p in sorted(Path(folder).glob("*.yaml"))]
+
+
+def fit(table: KernelTable, chip: ChipSpec, eff: Efficiency | None = None) -> KernelFit:
+    """Predicted vs measured time of every GEMM in ``table`` on ``chip``."""
+    eff = eff or efficiency(chip.family)
+    col = {c: i for i, c in enumerate(table.columns)}
+    g = np.array([float(r[col["groups"]]) for r in table.rows])
+    m, n, k = (np.array([float(r[col[c]]) for r in table.rows]) for c in ("m", "n", "k"))
+    flop = 2.0 * g * m * n * k
+    measured = flop / (np.array([float(r[col["tflop_per_s"]]) for r in table.rows]) * 1e12)
+    predicted = gemm_time_s(chip, eff, m, n, k, table.precision, g, table.input_bytes_per_element)
+    return KernelFit(table, measured, np.asarray(predicted, dtype=float))
+
+
+def fits(catalog: Catalog) -> list[KernelFit]:
+    from supernode.hardware import resolve_cluster
+
+    return [fit(t, resolve_cluster(catalog, t.chip, 1).chip) for t in kernel_tables()]

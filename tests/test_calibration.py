@@ -1,0 +1,70 @@
+"""The GEMM shape model against published kernel timings (data/kernels) and the physics of
+small-batch decode that depends on it."""
+
+import numpy as np
+import pytest
+
+from supernode.infer.search import estimate_decode, search
+from supernode.infer.serving import Workload
+from supernode.perf import calibration, compute
+
+
+def test_kernel_tables_load_and_cite_sources(catalog):
+    tables = calibration.kernel_tables()
+    assert tables, "no kernel tables in data/kernels"
+    for t in tables:
+        assert t.source in catalog.sources
+        assert t.chip in catalog.chips
+
+
+def test_hopper_gemm_model_reproduces_deepgemm_table(catalog):
+    (f,) = [f for f in calibration.fits(catalog) if f.table.id == "deepgemm-h800-fp8"]
+    assert len(f.measured_s) == 28
+    assert f.median_abs_error <= 0.12
+    assert np.max(np.abs(f.error_fraction)) <= 0.40
+
+
+def test_smooth_roofline_fits_better_than_the_sharp_max(catalog):
+    import dataclasses
+
+    (t,) = [t for t in calibration.kernel_tables() if t.id == "deepgemm-h800-fp8"]
+    from supernode.hardware import resolve_cluster
+
+    chip = resolve_cluster(catalog, t.chip, 1).chip
+    eff = compute.efficiency(chip.family)
+    sharp = dataclasses.replace(eff, roofline_exponent=64.0)
+    smooth_err = np.log(calibration.fit(t, chip, eff).predicted_s / calibration.fit(t, chip, eff).measured_s)
+    sharp_fit = calibration.fit(t, chip, sharp)
+    sharp_err = np.log(sharp_fit.predicted_s / sharp_fit.measured_s)
+    assert np.mean(smooth_err ** 2) < np.mean(sharp_err ** 2)
+
+
+def test_roofline_limits():
+    eff = compute.efficiency("nvidia-hopper")
+    assert compute.roofline_s(eff, 1.0, 0.0) == pytest.approx(1.0)
+    assert compute.roofline_s(eff, 0.0, 2.0) == pytest.approx(2.0)
+    # never below the larger term, never above the sum
+    a, b = np.array([1.0, 3.0, 0.5]), np.array([1.0, 1.0, 4.0])
+    r = compute.roofline_s(eff, a, b)
+    assert np.all(r >= np.maximum(a, b)) and np.all(r <= a + b + 1e-12)
+
+
+def test_h20_decode_pays_at_small_batch_and_not_at_large(catalog):
+    """H20: 4.0 TB/s but 15% of the H100's BF16 FLOP/s. Batch-1 decode is weight-read bound, so
+    the H20 is at least as fast as the H100; at batch 128 its compute binds and it falls behind."""
+    def tpot(chip, b):
+        return estimate_decode(catalog, "llama-3.1-8b", chip, 1, context_tokens=2048, batch_per_rank=b, tp=1, pp=1,
+                               dp=1, ep=1, precision="bf16")["tpot_s"]
+
+    assert tpot("h20", 1) < tpot("h100", 1)
+    assert tpot("h20", 128) > 1.4 * tpot("h100", 128)
+
+
+def test_colocated_ttft_at_batch_one_is_the_prompt_prefill(catalog):
+    r = search(catalog, "llama-3.1-70b", "h100", 8, workload=Workload(2048, 256), precision="bf16",
+               fixed={"tp": 8, "batch": 1}, disaggregated=False)["colocated"]
+    # 2,048 tokens x 2 x 70.6e9 FLOP over 8 GPUs at <= 989 TFLOP/s each: >= 37 ms; one chunk, so well under 0.3 s
+    assert 0.037 < r["ttft_s"] < 0.3
+    small_chunk = search(catalog, "llama-3.1-70b", "h100", 8, workload=Workload(2048, 256), precision="bf16",
+                         fixed={"tp": 8, "batch": 1}, disaggregated=False, prefill_chunk_tokens=256)["colocated"]
+    assert small_chunk["ttft_s"] > r["ttft_s"]
