@@ -15,8 +15,12 @@ def efficiency(cluster: ClusterSpec) -> compute.Efficiency:
     return compute.efficiency(cluster.chip.family)
 
 
+AUX_KERNELS_PER_LAYER = {"dense": 6, "moe": 10}  # non-GEMM kernels per layer in a serving step (I13)
+
+
 def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, bytes_per_element: float) -> np.ndarray:
-    """Sum of the roofline times (K1) of ``gemms`` on one chip at ``precision``."""
+    """Sum of the roofline times (K1) of ``gemms`` on one chip at ``precision``; each GEMM (a
+    grouped GEMM is one kernel) takes at least the family's kernel floor (I13)."""
     total = 0.0
     for g in gemms:
         m = np.asarray(g.m, float)
@@ -25,14 +29,24 @@ def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, byte
         with np.errstate(invalid="ignore", divide="ignore"):
             t = compute.gemm_time_s(chip, eff, np.where(live, m, 1.0), np.asarray(g.n, float), np.asarray(g.k, float),
                                     precision, count, bytes_per_element)
-        total = total + np.where(live, t, 0.0)
+        total = total + np.where(live, np.maximum(t, eff.kernel_floor_s), 0.0)
     return np.asarray(total, dtype=float)
 
 
 def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precision: str) -> np.ndarray:
     """Fused attention: smooth roofline (K1) of its FLOPs (K3) and streaming its KV cache from HBM (K4)."""
-    return compute.roofline_s(eff, compute.attention_time_s(chip, eff, np.asarray(flops, float), precision),
-                              compute.memory_time_s(chip, eff, np.asarray(kv_bytes, float)))
+    t = compute.roofline_s(eff, compute.attention_time_s(chip, eff, np.asarray(flops, float), precision),
+                           compute.memory_time_s(chip, eff, np.asarray(kv_bytes, float)))
+    return np.maximum(t, eff.kernel_floor_s)
+
+
+def aux_kernels_s(eff: compute.Efficiency, dense_layers, moe_layers) -> np.ndarray:
+    """Non-GEMM kernels of a serving step (I13): per layer 2 norms, RoPE + KV-cache write, the
+    activation, residual adds / quantization (dense: 6); MoE layers add router top-k, permute and
+    unpermute, and dispatch/combine preparation (10). Their bytes are negligible next to the
+    weights; each costs the kernel floor, which is what binds them at small batch."""
+    return eff.kernel_floor_s * (AUX_KERNELS_PER_LAYER["dense"] * np.asarray(dense_layers, float)
+                                 + AUX_KERNELS_PER_LAYER["moe"] * np.asarray(moe_layers, float))
 
 
 def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.ndarray:

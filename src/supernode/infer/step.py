@@ -103,8 +103,10 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
                              precision, wb)
         return tot + last_stage * lm
 
-    gemm_s = gemm_time(q)
-    gemm_half_s = np.where(plan.overlap > 0, 2.0 * gemm_time(q / 2.0), gemm_s)
+    # two-micro-batch overlap needs at least two sequences (or prompt tokens) per rank to split
+    overlap = (plan.overlap > 0) & (q >= 2.0)
+    gemm_s = gemm_time(q) + kernels.aux_kernels_s(eff, dense_l, moe_l)
+    gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + kernels.aux_kernels_s(eff, dense_l, moe_l)), gemm_s)
 
     # attention core: decode tokens over their context (absorbed MLA dims), prefill tokens causal
     layers = dense_l + moe_l
@@ -139,7 +141,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     h_tp = eff.overlap.get("tp_comm_hidden_fraction", 0.0)
     h_ep = eff.overlap.get("ep_comm_hidden_fraction", 0.0)
     exposed_overlap = np.maximum(tp_comm * (1.0 - h_tp) + moe_comm * (1.0 - h_ep), comm - local_overlap)
-    exposed = np.where(plan.overlap > 0, exposed_overlap, comm)
-    stage = np.where(plan.overlap > 0, local_overlap, local) + exposed
+    exposed = np.where(overlap, exposed_overlap, comm)
+    stage = np.where(overlap, local_overlap, local) + exposed
     return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
                           pp_comm_s=pp_comm, exposed_comm_s=exposed, stage_s=stage + pp_comm)

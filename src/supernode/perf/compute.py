@@ -49,6 +49,7 @@ class EfficiencyFile(Strict):
     gemm_half_size: Factor  # x_half of the shape saturation sigma(x) = x / (x + x_half), weight dims n, k
     gemm_token_half_size: Factor | None = None  # x_half for the token dim m (default: default.yaml's)
     roofline_exponent: Factor | None = None  # q of the smooth roofline (default: default.yaml's)
+    kernel_floor_s: Factor | None = None  # least time of one kernel (launch, ramp, tail), default.yaml's by default
     attention_peak_fraction: Factor  # fused attention kernel, fraction of the bf16/fp16 dense peak
     memory_bandwidth_fraction: Factor  # achieved / nominal HBM bandwidth for streaming kernels
     collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
@@ -65,6 +66,7 @@ class Efficiency:
     gemm_half_size: float
     gemm_token_half_size: float
     roofline_exponent: float
+    kernel_floor_s: float
     attention_peak_fraction: float
     memory_bandwidth_fraction: float
     collective_bandwidth_fraction: dict[str, float]
@@ -119,6 +121,7 @@ def efficiency(family: str) -> Efficiency:
         gemm_half_size=data.gemm_half_size.value,
         gemm_token_half_size=(data.gemm_token_half_size or default.gemm_token_half_size).value,
         roofline_exponent=(data.roofline_exponent or default.roofline_exponent).value,
+        kernel_floor_s=(data.kernel_floor_s or default.kernel_floor_s).value,
         attention_peak_fraction=data.attention_peak_fraction.value,
         memory_bandwidth_fraction=data.memory_bandwidth_fraction.value,
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
