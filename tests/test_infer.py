@@ -127,3 +127,15 @@ def test_more_memory_bandwidth_or_flops_never_slower(scale, batch, ctx):
     base = stage_time(arch, cl, plan, **kw).stage_s
     for f in faster:
         assert np.all(stage_time(arch, f, plan, **kw).stage_s <= base * (1 + 1e-9))
+
+
+def test_fp8_attention_is_priced_at_the_fp8_rate_and_needs_an_fp8_kv_cache():
+    from supernode.infer.search import estimate_decode
+
+    kw = dict(context_tokens=4864, batch_per_rank=32, tp=1, pp=1, dp=16, ep=16, precision="fp8", kv_precision="fp8")
+    bf16 = estimate_decode(CAT, "deepseek-r1", "h20", 16, **kw)
+    fp8 = estimate_decode(CAT, "deepseek-r1", "h20", 16, attention_precision="fp8", **kw)
+    assert fp8["breakdown"]["attention_s"] < 0.6 * bf16["breakdown"]["attention_s"]
+    with pytest.raises(UsageError, match="--attention-precision"):
+        estimate_decode(CAT, "deepseek-r1", "h20", 16, attention_precision="fp8",
+                        **{**kw, "kv_precision": "bf16"})

@@ -96,6 +96,8 @@ def register(app: typer.Typer) -> None:
         kv_precision: str = typer.Option("bf16", "--kv-precision", help="KV cache: bf16, fp16, fp8, int8."),
         mtp: int = typer.Option(0, "--mtp", help="Draft tokens per step (MTP / speculative decoding)."),
         acceptance: float = typer.Option(1.0, "--acceptance", help="Mean tokens emitted per decode step."),
+        attention_precision: Optional[str] = typer.Option(None, "--attention-precision", help="Attention "
+                                                          "kernels: bf16 (default) or fp8 (needs --kv-precision fp8)."),
         prefill_chunk: int = typer.Option(8192, "--prefill-chunk", help="Chunked-prefill token budget per "
                                           "iteration (co-located TTFT)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
@@ -121,7 +123,7 @@ def register(app: typer.Typer) -> None:
         res = search(cat, model, on, chips, workload=Workload(input_tokens, output_tokens),
                      slo=SLO(parse_duration(ttft, "--ttft"), parse_duration(tpot, "--tpot")), precision=precision,
                      kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
-                     prefill_chunk_tokens=prefill_chunk,
+                     prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch).items()
                             if v is not None}, disaggregated=disaggregated)
         if allowed_notes:

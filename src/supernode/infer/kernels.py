@@ -35,7 +35,8 @@ def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, byte
 
 def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precision: str) -> np.ndarray:
     """Fused attention: smooth roofline (K1) of its FLOPs (K3) and streaming its KV cache from HBM (K4)."""
-    t = compute.roofline_s(eff, compute.attention_time_s(chip, eff, np.asarray(flops, float), precision),
+    t = compute.roofline_s(eff, compute.attention_time_s(chip, eff, np.asarray(flops, float), precision,
+                                                         fp8_attention=True),
                            compute.memory_time_s(chip, eff, np.asarray(kv_bytes, float)))
     return np.maximum(t, eff.kernel_floor_s)
 

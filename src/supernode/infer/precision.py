@@ -3,7 +3,8 @@
 Weights at ``fp16``/``bf16``/``fp8``/``int8``/``fp4``: GEMMs run at the weight format (W8A8,
 W4A4 as served by TensorRT-LLM, SGLang/DeepGEMM, CANN INT8), at the chip's dense peak for that
 format; a chip without it raises a one-line error naming ``--precision`` (``ChipSpec.peak``).
-Attention products run at BF16 (FP16 where BF16 is unknown). Activations exchanged between chips
+Attention products run at BF16 (FP16 where BF16 is unknown) unless FP8 attention is asked for
+(``--attention-precision fp8``: FlashMLA / FlashAttention-3 FP8 kernels on an FP8 KV cache). Activations exchanged between chips
 are BF16, except MoE dispatch, which is sent at the weight format when it is 8 bits or fewer
 (DeepEP FP8 dispatch; CloudMatrix-Infer INT8 dispatch).
 """
@@ -42,6 +43,20 @@ def attention_precision(chip: ChipSpec) -> str:
         if p in chip.peak_flop_per_s:
             return p
     raise UsageError(f"--on: chip {chip.id!r} has no known BF16/FP16 rate for attention")
+
+
+ATTENTION_PRECISIONS = ("bf16", "fp16", "fp8")
+
+
+def check_attention_precision(chip: ChipSpec, precision: str | None, kv_precision: str) -> None:
+    """One-line errors for an attention format the chip or the KV cache cannot run."""
+    if precision is None:
+        return
+    if precision not in ATTENTION_PRECISIONS:
+        raise UsageError(f"--attention-precision: {precision!r} is not one of {', '.join(ATTENTION_PRECISIONS)}")
+    if precision == "fp8" and BYTES_PER_ELEMENT[kv_precision] > 1:
+        raise UsageError("--attention-precision: fp8 attention needs an 8-bit KV cache (--kv-precision fp8)")
+    chip.peak(precision)  # names --precision and the chip when the rate is unknown
 
 
 def default_precision(chip: ChipSpec) -> str:

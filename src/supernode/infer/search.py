@@ -16,7 +16,7 @@ from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
 from supernode.infer import kernels
 from supernode.infer.arch import ServingArch, serving_arch
-from supernode.infer.precision import default_precision
+from supernode.infer.precision import check_attention_precision, default_precision
 from supernode.infer.serving import (SLO, Evaluation, Options, Workload, evaluate_colocated, evaluate_decode,
                                      evaluate_prefill, grid)
 
@@ -85,7 +85,8 @@ MAX_PREFILL_TOKENS_PER_RANK = 65536
 def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, chips: int | None = None, *,
            workload: Workload, slo: SLO = SLO(), precision: str | None = None, kv_precision: str = "bf16",
            draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
-           disaggregated: bool = True, prefill_chunk_tokens: int = 8192) -> dict:
+           disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
+           attention_precision: str | None = None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
@@ -93,13 +94,15 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
     prec = precision or default_precision(cluster.chip)
     cluster.chip.peak(prec)  # one-line error when the chip lacks the format
-    opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens)
+    check_attention_precision(cluster.chip, attention_precision, kv_precision)
+    opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
+                   attention_precision)
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
     assumptions = list(cluster.assumptions) + list(eff.assumptions) + [
         f"weights and GEMMs at {prec}{'' if precision else ' (default: the narrowest of fp8/int8/bf16 the chip has)'}; "
-        f"KV cache at {kv_precision}; attention at bf16",
+        f"KV cache at {kv_precision}; attention at {attention_precision or 'bf16'}",
         f"usable memory = {usable:.2f} x capacity ({rec.usable_memory_fraction.note.strip().split(';')[0]})",
         f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of "
         f"{prefill_chunk_tokens:,} tokens mixed into decode iterations, no queueing before admission; "
@@ -217,7 +220,7 @@ def _disaggregate(pre: Evaluation, dec: Evaluation, cluster: ClusterSpec, wl: Wo
 def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *, context_tokens: float,
                     batch_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
                     kv_precision: str = "bf16", draft_tokens: int = 0, acceptance_length: float = 1.0,
-                    overlap: bool | None = None) -> dict:
+                    overlap: bool | None = None, attention_precision: str | None = None) -> dict:
     """Decode throughput of one fixed plan at a fixed KV length (validation against published
     saturated decode figures). ``overlap=None`` takes the faster of with and without."""
     from supernode.infer.plan import PlanGrid
@@ -226,7 +229,8 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     cluster = resolve_cluster(catalog, on, chips)
     ov = [int(overlap)] if overlap is not None else [0, 1]
     plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=batch_per_rank * dp * pp, overlap=np.array(ov))
-    opts = Options(precision, kv_precision, draft_tokens, acceptance_length)
+    check_attention_precision(cluster.chip, attention_precision, kv_precision)
+    opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision)
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
                          context_tokens=context_tokens)
@@ -236,7 +240,8 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
 
 def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *, input_tokens: float,
                      tokens_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
-                     overlap: bool | None = None) -> dict:
+                     overlap: bool | None = None, kv_precision: str = "bf16",
+                     attention_precision: str | None = None) -> dict:
     """Saturated prefill throughput of one fixed plan (validation)."""
     from supernode.infer.plan import PlanGrid
 
@@ -247,7 +252,8 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=1, overlap=np.array(ov))
     plan = PlanGrid(tp=plan.tp, pp=plan.pp, dp=plan.dp, ep=plan.ep, batch=np.maximum(1, np.round(prompts * dp * pp)),
                     overlap=plan.overlap)
-    opts = Options(precision)
+    check_attention_precision(cluster.chip, attention_precision, kv_precision)
+    opts = Options(precision, kv_precision, attention_precision=attention_precision)
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
     i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))

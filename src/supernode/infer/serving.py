@@ -80,6 +80,7 @@ class Options:
     acceptance_length: float = 1.0
     fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch
     prefill_chunk_tokens: int = 8192  # chunked-prefill budget per rank and iteration (SGLang default 8,192)
+    attention_precision: str | None = None  # None: BF16 attention; "fp8": FP8 attention kernels on an FP8 KV cache
 
     def __post_init__(self) -> None:
         if not self.prefill_chunk_tokens >= 1:
@@ -141,12 +142,14 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     c = b * wl.input_tokens * a / wl.output_tokens
     ctx = wl.input_tokens + wl.output_tokens / 2.0
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                    attention_precision=opts.attention_precision,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=c,
                     prefill_len=wl.input_tokens)
     t_iter = plan.pp * br.stage_s
     tpot = t_iter / a
     chunk = min(float(opts.prefill_chunk_tokens), wl.input_tokens)
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                    attention_precision=opts.attention_precision,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.input_tokens)
     ttft = np.ceil(wl.input_tokens / chunk) * plan.pp * burst.stage_s
@@ -164,6 +167,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     b = _per_rank(plan)
     ctx = wl.input_tokens + wl.output_tokens / 2.0 if context_tokens is None else context_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                    attention_precision=opts.attention_precision,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
     t_step = plan.pp * br.stage_s
     tpot = t_step / a
@@ -179,6 +183,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     n = _per_rank(plan)
     tokens = n * wl.input_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                    attention_precision=opts.attention_precision,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens)
     kvb = kv_bytes(opts.kv_precision)
     ttft = plan.pp * br.stage_s + kv_handover_s(arch, cluster, plan, wl, kvb)

@@ -30,7 +30,8 @@ from supernode.hardware import ClusterSpec
 from supernode.infer import kernels
 from supernode.infer.arch import ServingArch
 from supernode.infer.plan import PlanGrid
-from supernode.infer.precision import ACTIVATION_BYTES, attention_precision, dispatch_bytes, weight_bytes
+from supernode.infer.precision import ACTIVATION_BYTES, dispatch_bytes, weight_bytes
+from supernode.infer.precision import attention_precision as default_attention_precision
 from supernode.perf import collectives as coll
 
 
@@ -58,7 +59,8 @@ def _layers_per_stage(arch: ServingArch, pp: np.ndarray):
 
 
 def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, precision: str, kv_precision_bytes: float,
-               decode_seqs, context_tokens, query_tokens=1.0, prefill_tokens=0.0, prefill_len=0.0) -> StageBreakdown:
+               decode_seqs, context_tokens, query_tokens=1.0, prefill_tokens=0.0, prefill_len=0.0,
+               attention_precision: str | None = None) -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
@@ -116,7 +118,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     flops_dec = 2.0 * q_dec * ctx * arch.heads * (arch.decode_qk_dim + arch.decode_v_dim) / heads_split
     flops_pre = workload.attention_core_flops(m, q_pre, np.asarray(prefill_len, float), True, heads_split)
     kv_read = n_dec * ctx * arch.kv_elements_per_token_per_layer * kv_precision_bytes / kv_split
-    attention_s = layers * kernels.attention_s(chip, eff, flops_dec + flops_pre, kv_read, attention_precision(chip))
+    attn_prec = attention_precision or default_attention_precision(chip)
+    attention_s = layers * kernels.attention_s(chip, eff, flops_dec + flops_pre, kv_read, attn_prec)
 
     # communication (I5)
     ab = ACTIVATION_BYTES

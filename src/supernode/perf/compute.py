@@ -169,10 +169,14 @@ def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: 
     return roofline_s(eff, t_math, t_mem)
 
 
-def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16") -> ArrayLike:
+def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16",
+                     fp8_attention: bool = False) -> ArrayLike:
     """Time (s) of fused attention (QK^T, softmax, AV) doing ``flops`` FLOP (K3). FP8 training
-    keeps attention in BF16 (Transformer Engine default), so fp8 maps to the bf16 peak."""
-    p = "bf16" if precision in ("fp8", "fp6", "fp4", "int8") and "bf16" in chip.peak_flop_per_s else precision
+    keeps attention in BF16 (Transformer Engine default), so a narrow GEMM precision maps to the
+    bf16 peak unless FP8 attention kernels are asked for (``fp8_attention``, serving)."""
+    narrow = ("fp8", "fp6", "fp4", "int8")
+    keep = fp8_attention and precision == "fp8"
+    p = "bf16" if precision in narrow and not keep and "bf16" in chip.peak_flop_per_s else precision
     return flops / (chip.peak(p) * eff.attention_peak_fraction)
 
 
