@@ -110,15 +110,13 @@ def params_per_chip(m: ModelSpec, split: ParamSplit, t: Any, p: Any, e: Any) -> 
     return dense, expert
 
 
-def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precision: str,
-                    usable: dict[str, float], attention_kernel: str = "flash", grad_bytes: float = 4.0,
-                    param_bytes: float = 2.0) -> MemoryBreakdown:
-    """Memory per chip (bytes) of a (vectorized) plan (T6-T8). ``grad_bytes``: 4 for fp32 main
-    gradients (Megatron-LM default), 2 for bf16 gradient buffers (NeMo/MLPerf
-    ``grad_reduce_in_fp32=False``); ``param_bytes``: 2 for bf16 weights, 1 for fp8 parameters."""
-    t, p, v, d, e, c, b, z, r = plan.tp, plan.pp, plan.vpp, plan.dp, plan.ep, plan.cp, plan.micro_batch, \
-        plan.zero, plan.recompute
-    split = param_split(m)
+def model_state_bytes(m: ModelSpec, t: Any, p: Any, e: Any, d: Any, c: Any, z: Any, grad_bytes: float = 4.0,
+                      param_bytes: float = 2.0, split: ParamSplit | None = None) -> tuple[Any, Any, Any]:
+    """(weights, gradients, optimizer states) bytes per chip (T6): ``param_bytes`` of weights,
+    ``grad_bytes`` of gradients and 12 bytes of fp32 master weight + Adam m, v per parameter;
+    ZeRO stage z shards optimizer (z>=1), gradients (z>=2), weights (z=3) over the N_dp = d·c
+    ranks (experts over N_dp / e)."""
+    split = split or param_split(m)
     dense, expert = params_per_chip(m, split, t, p, e)
     n_dp = d * c
     n_edp = np.maximum(n_dp / e, 1.0)
@@ -135,7 +133,14 @@ def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precisi
     weights = sharded(dense, w_bytes, shard_w, n_dp) + sharded(expert, w_bytes, shard_w, n_edp)
     grads = sharded(dense, g_bytes, shard_g, n_dp) + sharded(expert, g_bytes, shard_g, n_edp)
     optim = sharded(dense, o_bytes, shard_o, n_dp) + sharded(expert, o_bytes, shard_o, n_edp)
+    return weights, grads, optim
 
+
+def layer_activation_bytes(m: ModelSpec, t: Any, c: Any, b: Any, r: Any, seq_len: int, precision: str,
+                           attention_kernel: str = "flash") -> tuple[Any, Any, Any]:
+    """Activation bytes on one chip that depend on the micro-batch tokens b·s/c and t (T7):
+    (kept per layer per micro-batch, the recompute buffer of one layer with full recompute,
+    the fp32 logits and their gradient on the last stage)."""
     tokens = b * seq_len / c  # tokens of one micro-batch on one TP group
     act_dense = activation_bytes_per_token_layer(m, "dense", precision)
     act_moe = activation_bytes_per_token_layer(m, "moe", precision) if m.moe_layers else 0.0
@@ -143,15 +148,47 @@ def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precisi
     per_layer = np.where(r >= 2, 2.0 * m.hidden, per_layer_full) * tokens / t
     if attention_kernel == "unfused":  # Korthikanti eq. 1: + 5·a·s²·b bytes (scores, softmax, dropout mask)
         per_layer = per_layer + np.where(r >= 1, 0.0, 5.0 * m.heads * seq_len * tokens / t)
+    # full recompute: one layer's activations are rebuilt during its backward
+    recompute_buffer = np.where(r >= 2, max(act_dense, act_moe) * tokens / t, 0.0)
+    # logits (fp32) and their gradient on the last stage; split t ways (vocab-parallel)
+    logits = 2.0 * 4.0 * tokens * m.vocab / t
+    return per_layer, recompute_buffer, logits
+
+
+def layers_in_flight(m: ModelSpec, p: Any, v: Any, d: Any, b: Any, global_batch: int) -> tuple[Any, Any]:
+    """(layers held by the first stage, micro-batches in flight there) (T8): min(p, m)
+    micro-batches, times (1 + (p-1)/(p·v)) with interleaving (Korthikanti sec. 4.2.3)."""
     layers_stage = np.ceil(m.layers / (p * v)) * v
     n_mb = global_batch / (d * b)
     in_flight = np.minimum(p, n_mb) * np.where(v > 1, 1.0 + (p - 1) / (p * v), 1.0)
-    acts = per_layer * layers_stage * in_flight
-    # full recompute: one layer's activations are rebuilt during its backward
-    acts = acts + np.where(r >= 2, max(act_dense, act_moe) * tokens / t, 0.0)
-    # logits (fp32) and their gradient on the last stage; split t ways (vocab-parallel)
-    acts = acts + 2.0 * 4.0 * tokens * m.vocab / t
+    return layers_stage, in_flight
+
+
+def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable: dict[str, float]) -> Any:
+    """DP gradient buckets, the TP all-gather buffer and (MoE) the EP dispatch/combine buffers (T8)."""
+    tokens = b * seq_len / c
     buffers = usable.get("dp_bucket_bytes", 0.0) + 2.0 * tokens * m.hidden * 2.0  # DP buckets + TP gather
     if m.moe is not None:
         buffers = buffers + 2.0 * tokens / t * m.moe.active_experts * m.hidden * 2.0  # EP dispatch/combine
+    return buffers
+
+
+def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precision: str,
+                    usable: dict[str, float], attention_kernel: str = "flash", grad_bytes: float = 4.0,
+                    param_bytes: float = 2.0) -> MemoryBreakdown:
+    """Memory per chip (bytes) of a (vectorized) plan (T6-T8). ``grad_bytes``: 4 for fp32 main
+    gradients (Megatron-LM default), 2 for bf16 gradient buffers (NeMo/MLPerf
+    ``grad_reduce_in_fp32=False``); ``param_bytes``: 2 for bf16 weights, 1 for fp8 parameters.
+
+    The training step model evaluates the same parts once per distinct value of the plan fields
+    each depends on (train.step); this function is the direct, per-configuration composition."""
+    t, p, v, d, e, c, b, z, r = plan.tp, plan.pp, plan.vpp, plan.dp, plan.ep, plan.cp, plan.micro_batch, \
+        plan.zero, plan.recompute
+    weights, grads, optim = model_state_bytes(m, t, p, e, d, c, z, grad_bytes, param_bytes)
+    per_layer, recompute_buffer, logits = layer_activation_bytes(m, t, c, b, r, seq_len, precision, attention_kernel)
+    layers_stage, in_flight = layers_in_flight(m, p, v, d, b, global_batch)
+    acts = per_layer * layers_stage * in_flight
+    acts = acts + recompute_buffer
+    acts = acts + logits
+    buffers = comm_buffer_bytes(m, t, c, b, seq_len, usable)
     return MemoryBreakdown(weights, grads, optim, acts, buffers + 0.0 * t)

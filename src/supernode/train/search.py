@@ -1,6 +1,6 @@
 """Parallelism search: every valid (TP, CP, EP, DP, PP, virtual stages, ZeRO, recompute,
-micro-batch) for a chip count, evaluated as arrays by the same :func:`estimate` that a single
-configuration uses; returns the k fastest plans that fit in memory (docs/model.md T10).
+micro-batch) for a chip count, evaluated as arrays by the same step model that :func:`estimate`
+uses for a single configuration; returns the k fastest plans that fit in memory (docs/model.md T10).
 
 Any degree can be fixed (``fixed={"tp": 8}``). When the fixed degrees leave no valid
 configuration, a one-line :class:`UsageError` names the parameter that cannot be satisfied.
@@ -9,7 +9,7 @@ configuration, a one-line :class:`UsageError` names the parameter that cannot be
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec
 from supernode.perf.compute import efficiency
 from supernode.train.plan import RECOMPUTE, Plan, TrainWorkload
-from supernode.train.step import StepBreakdown, estimate, validity
+from supernode.train.step import StepBreakdown, estimate, evaluation
 from supernode.workload.model import ModelSpec
 
 VPP_CHOICES = (1, 2, 3, 4, 6, 8)
@@ -49,8 +49,10 @@ class SearchResult:
         return int(np.size(self.breakdown.step_time_s))
 
 
-def candidates(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str, Any] | None = None) -> Plan:
-    """All structurally plausible configurations as one array :class:`Plan` (before validity)."""
+def _grid(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload,
+          fixed: dict[str, Any] | None = None) -> tuple[Plan, Plan]:
+    """The candidates as a grid: parallel degrees (t, c, p, d, e) × the other fields (v, ZeRO,
+    recompute, micro-batch, overlaps); candidate i·len(rest) + j combines degrees[i] and rest[j]."""
     fixed = {k.replace("-", "_"): v for k, v in (fixed or {}).items() if v is not None}
     if "recompute" in fixed and isinstance(fixed["recompute"], str):
         fixed["recompute"] = RECOMPUTE.index(fixed["recompute"])
@@ -84,60 +86,84 @@ def candidates(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict
     rest = np.array(list(itertools.product(opts("vpp", list(VPP_CHOICES)), opts("zero", [0, 1, 2, 3]),
                                            opts("recompute", [0, 1, 2]),
                                            opts("micro_batch", list(MICRO_BATCH_CHOICES)))), dtype=float)
-    i = np.repeat(np.arange(len(deg)), len(rest))
-    j = np.tile(np.arange(len(rest)), len(deg))
-    D, R = deg[i], rest[j]
     ov = {k: float(fixed.get(k, 1)) for k in ("overlap_tp", "overlap_dp", "overlap_ep")}
-    return Plan(tp=D[:, 0], cp=D[:, 1], pp=D[:, 2], dp=D[:, 3], ep=D[:, 4], vpp=R[:, 0], zero=R[:, 1],
-                recompute=R[:, 2], micro_batch=R[:, 3], **ov)
+    degrees = Plan(tp=deg[:, 0].copy(), cp=deg[:, 1].copy(), pp=deg[:, 2].copy(), dp=deg[:, 3].copy(),
+                   ep=deg[:, 4].copy())
+    others = Plan(vpp=rest[:, 0].copy(), zero=rest[:, 1].copy(), recompute=rest[:, 2].copy(),
+                  micro_batch=rest[:, 3].copy(), **ov)
+    return degrees, others
+
+
+_DEGREES = ("tp", "cp", "pp", "dp", "ep")
+
+
+def _grid_take(degrees: Plan, others: Plan, idx: Any) -> Plan:
+    """Candidates ``idx`` of the grid degrees × others, as a :class:`Plan` of arrays."""
+    idx = np.asarray(idx)
+    n_rest = len(np.asarray(others.vpp))
+    i, j = idx // n_rest, idx % n_rest
+    o = others.arrays()
+    vals = {f.name: (np.asarray(getattr(degrees, f.name))[i] if f.name in _DEGREES
+                     else np.asarray(getattr(o, f.name))[j]) for f in fields(Plan)}
+    return Plan(**vals)
+
+
+def candidates(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str, Any] | None = None) -> Plan:
+    """All structurally plausible configurations as one array :class:`Plan` (before validity)."""
+    degrees, others = _grid(m, cluster, w, fixed)
+    n_deg, n_rest = len(degrees.tp), len(others.vpp)
+    o = others.arrays()
+    cols = {f: np.repeat(getattr(degrees, f), n_rest) for f in _DEGREES}
+    cols.update({f: np.tile(getattr(o, f), n_deg) for f in ("vpp", "zero", "recompute", "micro_batch")})
+    return Plan(**cols, overlap_tp=others.overlap_tp, overlap_dp=others.overlap_dp, overlap_ep=others.overlap_ep)
 
 
 def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str, Any] | None = None,
            top: int = 5, chunk: int = 262_144) -> SearchResult:
     """The ``top`` fastest fitting configurations (or, when none fits, the ones needing the least
-    memory, flagged ``fits = False``)."""
-    cand = candidates(m, cluster, w, fixed)
-    ok, checks = validity(m, cluster, w, cand)
+    memory, flagged ``fits = False``).
+
+    The candidates are evaluated as the grid degrees × other fields without forming it
+    (:func:`supernode.train.step.evaluation`): validity first, then memory of the valid ones, then
+    the step time of the fitting ones only. The k best are taken per ``chunk`` of valid candidates
+    (argpartition), then ordered (stable sort)."""
+    degrees, others = _grid(m, cluster, w, fixed)
+    eff = efficiency(cluster.chip.family)
+    ev = evaluation(m, cluster, w, degrees, eff, inner=others)
+    ok = ev.valid()
     if not ok.any():
+        checks = ev.checks()
         for name, bad in checks:
             if bad.all():
                 raise UsageError(f"{FLAG.get(name, name)}: no valid configuration of {m.id} on {cluster.chips} chips "
                                  f"({_why(name, m, cluster, w)})")
         raise UsageError(f"no valid configuration of {m.id} on {cluster.chips} chips with the fixed degrees "
                          f"({', '.join(f'{k}={v}' for k, v in (fixed or {}).items() if v is not None)})")
-    cand = cand.take(np.nonzero(ok)[0])
-    n = len(np.asarray(cand.tp))
-    eff = efficiency(cluster.chip.family)
-    best_t: list[np.ndarray] = []
-    best_i: list[np.ndarray] = []
-    best_mem: list[np.ndarray] = []
-    fitting = 0
-    for lo in range(0, n, chunk):
-        idx = np.arange(lo, min(n, lo + chunk))
-        br = estimate(m, cluster, w, cand.take(idx), eff)
-        st = np.where(br.fits, br.step_time_s, np.inf)
-        fitting += int(np.count_nonzero(br.fits))
-        k = min(top, len(idx))
-        sel = np.argpartition(st, k - 1)[:k]
-        best_t.append(st[sel])
-        best_i.append(idx[sel])
-        best_mem.append(np.asarray(br.memory_bytes_per_chip)[sel] / br.memory_capacity_bytes)
-    st = np.concatenate(best_t)
-    gi = np.concatenate(best_i)
+    valid = np.flatnonzero(ok)
+    n = len(valid)
+    mem = ev.memory_bytes(valid)
+    fits = mem <= ev.capacity
+    fitting = int(np.count_nonzero(fits))
     if fitting == 0:  # nothing fits: show the plans closest to fitting
-        allmem = []
-        for lo in range(0, n, chunk):
-            idx = np.arange(lo, min(n, lo + chunk))
-            br = estimate(m, cluster, w, cand.take(idx), eff)
-            allmem.append(np.asarray(br.memory_bytes_per_chip))
-        mem = np.concatenate(allmem)
-        order = np.argsort(mem, kind="stable")[:top]
-        gi_sel = order
+        gi_sel = np.argsort(mem, kind="stable")[:top]
     else:
+        st = np.full(n, np.inf)  # step time of the fitting candidates, inf for the others
+        fit = np.flatnonzero(fits)
+        st[fit] = ev.step_time(valid[fit])
+        best_t: list[np.ndarray] = []
+        best_i: list[np.ndarray] = []
+        for lo in range(0, n, chunk):
+            part = st[lo:lo + chunk]
+            k = min(top, len(part))
+            sel = np.argpartition(part, k - 1)[:k]
+            best_t.append(part[sel])
+            best_i.append(lo + sel)
+        st = np.concatenate(best_t)
+        gi = np.concatenate(best_i)
         order = np.argsort(st, kind="stable")
         order = order[np.isfinite(st[order])][:top]
         gi_sel = gi[order]
-    plans = cand.take(gi_sel)
+    plans = _grid_take(degrees, others, valid[gi_sel])
     br = estimate(m, cluster, w, plans, eff)
     return SearchResult(plans=plans, breakdown=br, evaluated=n, valid=n, fitting=fitting,
                         assumptions=tuple(eff.assumptions) + tuple(cluster.assumptions))
