@@ -15,7 +15,9 @@ def test_case_within_tolerance(catalog, case):
 
 
 def test_summary_targets(catalog):
-    res = [run_case(catalog, c) for c in CASES if not c.expected_failure]
-    s = summary(res)
-    assert s["median_abs_error_fraction"] <= 0.10
+    """Issue target: median |error| <= 8% (over every case, known gaps included) and no
+    expected-pass case above 20%."""
+    everything = [run_case(catalog, c) for c in CASES]
+    assert summary(everything)["median_abs_error_fraction"] <= 0.08
+    s = summary([r for r in everything if not r.case.expected_failure])
     assert s["max_abs_error_fraction"] <= 0.20

@@ -33,20 +33,26 @@ class ParamSplit:
     expert_body: float  # routed experts of all layers
     embedding: float  # input embedding (+ learned positions)
     head: float  # output head (0 when tied: the last stage then holds a copy of the embedding)
-    mtp: float  # multi-token prediction modules (last stage)
+    mtp: float  # multi-token prediction modules except their routed experts (last stage)
+    mtp_expert: float = 0.0  # routed experts of the MTP modules (last stage, split over EP like the others)
 
 
 def param_split(m: ModelSpec) -> ParamSplit:
     from supernode.workload.shapes import param_breakdown
 
+    from supernode.workload.shapes import mlp_params
+
     b = param_breakdown(m)
     head = b["lm_head"] if b["lm_head"] else b["embedding"]  # tied: a copy on the last stage
+    mtp_expert = m.mtp_layers * m.moe.routed_experts * mlp_params(m, m.moe.expert_ffn) if (
+        m.mtp_layers and m.moe is not None) else 0.0
     return ParamSplit(
         dense_body=b["attention"] + b["dense_mlp"] + b["shared_experts"] + b["router"],
         expert_body=b["routed_experts"],
         embedding=b["embedding"] + b["position"],
         head=head + b["final_norm"],
-        mtp=b["mtp"],
+        mtp=b["mtp"] - mtp_expert,
+        mtp_expert=mtp_expert,
     )
 
 
@@ -101,12 +107,12 @@ class MemoryBreakdown:
 
 def params_per_chip(m: ModelSpec, split: ParamSplit, t: Any, p: Any, e: Any) -> tuple[Any, Any]:
     """(dense, expert) parameters held by one chip of the most loaded stage (T6): body/p on
-    every stage plus the embedding (first) or head+MTP (last stage), split t ways; experts also
-    split e ways."""
+    every stage plus the embedding (first) or head+MTP (last stage), split t ways; experts (the
+    MTP modules' routed experts on the last stage included) also split e ways."""
     ends = np.maximum(split.embedding, split.head + split.mtp)
     ends = np.where(p > 1, ends, split.embedding + split.head + split.mtp)
     dense = (split.dense_body / p + ends) / t
-    expert = split.expert_body / (p * t * e)
+    expert = (split.expert_body / p + split.mtp_expert) / (t * e)
     return dense, expert
 
 

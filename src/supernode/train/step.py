@@ -111,13 +111,15 @@ def _p2p_affine(cluster: ClusterSpec, span, bw_eff):
 def _unfused_attention_s(m: ModelSpec, chip, eff: Efficiency, T, t, s):
     """Unfused attention core (T1b): batched GEMMs QK^T [T x d_qk]·[d_qk x s] and P·V over all
     H/t heads (full s x s, no causal skipping), plus the softmax/mask/dropout passes over the
-    score matrix: 8 bytes per score (write, read+write softmax, read for PV), +5 with dropout."""
+    score matrix beyond the two batched GEMMs' own traffic (their memory term already writes the
+    scores and reads the probabilities): the fused scale-mask-softmax reads and writes each score
+    (4 bytes), dropout adds read, write and a 1-byte mask (5 bytes)."""
     dqk, dv = _dims(m)
     heads = m.heads / t
     p = "fp16" if "fp16" in chip.peak_flop_per_s else "bf16"
     t_bmm = gemm_time_s(chip, eff, T, s, dqk, p, heads) + gemm_time_s(chip, eff, T, dv, s, p, heads)
     scores = T * s * heads
-    return t_bmm + memory_time_s(chip, eff, scores * (13.0 if m.dropout else 8.0))
+    return t_bmm + memory_time_s(chip, eff, scores * (9.0 if m.dropout else 4.0))
 
 
 def _layer_times(m: ModelSpec, kind: str, chip, eff: Efficiency, precision: str, T, t, e, s,
