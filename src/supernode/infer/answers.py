@@ -82,11 +82,13 @@ def _h20_reading(catalog: Catalog, rows: dict) -> str:
                          f"{thr:.2f}x |")
         except (SupernodeError, KeyError) as exc:
             lines.append(f"| {model} | unknown ({exc}) | |")
-    lines.append("\nWith batch 1 the step streams weights and KV cache: there the H20's 4.0 TB/s should pay "
-                 "(a ratio near 0.84 = 3.35 / 4.0 if GEMVs ran at memory speed). The shared GEMM roofline "
-                 "(perf/compute.py, K2) pads a 1-row GEMM to its 128-row tile, so on the H20 (296 TFLOP/s FP8) even "
-                 "batch-1 decode comes out compute-bound; that caveat applies to the first column. Throughput at a "
-                 "50 ms TPOT needs large batches whose GEMMs (and, for DeepSeek-R1, absorbed-MLA attention at ~34 "
-                 "GFLOP per token at 2K context) are compute-bound, and there the H20's low tensor rate sets the "
-                 "result.\n")
+    lines.append("\nWith batch 1 the step streams weights and KV cache, and the H20's 4.0 TB/s (1.19x) shortens that "
+                 "part: batch-1 GEMMs run in small-M kernels (token half size 8, K2) and stay bound by their weight "
+                 "reads on both chips (on the H20 the smooth roofline K1 adds a few per cent, being nearer its ridge "
+                 "point). What the bandwidth cannot shorten is the same on both chips: 2 TP all-reduces per layer "
+                 "over the same NVLink and the per-kernel floor of a few microseconds (I13) for each of the ~10-20 "
+                 "kernels per layer, so the single-stream ratio lands near 1, not at 0.84 = 3.35 / 4.0. Throughput "
+                 "at a 50 ms TPOT needs large batches whose GEMMs (and, for DeepSeek-R1, absorbed-MLA attention at "
+                 "~34 GFLOP per token at 2K context) are compute-bound, and there the H20's 0.15x tensor rate sets "
+                 "the result: that is the sense in which the H20 is 'good for inference' only at small batches.\n")
     return "\n".join(lines)

@@ -52,7 +52,7 @@ def training_answers(catalog: Catalog) -> str:
         p = r["plans"][0]
         pl = p["plan"]
         tr = p["training"]
-        energy = units.fmt(tr["energy_j"], units.ENERGY) if tr.get("energy_j") else "unknown"
+        energy = f"{tr['energy_j'] / 3.6e9:,.0f} MWh" if tr.get("energy_j") else "unknown"
         plan = (f"{pl['tp']}/{pl['cp']}/{pl['ep']}/{pl['dp']}/{pl['pp']}/{pl['vpp']}, mb {pl['micro_batch']}, "
                 f"zero {pl['zero']}, {pl['recompute']}")
         lines.append(f"| {label} | {r['chips']:,} | {prec} | {plan} | {p['step_time_s']:.1f} s | {p['mfu']:.1%} | "
