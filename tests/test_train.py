@@ -152,3 +152,22 @@ def test_training_answers(catalog):
 
     md = training_answers(catalog)
     assert "DeepSeek-V3" in md and "chip-hours" in md
+
+
+def test_dualpipe_halves_the_bubble_hides_ep_traffic_and_doubles_weights(catalog):
+    from supernode.hardware import resolve_cluster
+    from supernode.train.plan import Plan, TrainWorkload
+    from supernode.train.step import estimate
+    from supernode.workload import load_model
+
+    m = load_model(catalog, "deepseek-v3")
+    cl = resolve_cluster(catalog, "h800", 2048)
+    plan = Plan(tp=1, pp=16, dp=128, ep=64, micro_batch=1, zero=1, recompute=2)
+    one = estimate(m, cl, TrainWorkload(15360, 4096, "fp8"), plan).row()
+    dual = estimate(m, cl, TrainWorkload(15360, 4096, "fp8", schedule="dualpipe"), plan).row()
+    assert dual["bubble_s"] < 0.5 * one["bubble_s"]
+    assert dual["exposed_ep_comm_s"] <= one["exposed_ep_comm_s"]
+    assert dual["weights_bytes"] == pytest.approx(2 * one["weights_bytes"])
+    bad = estimate(m, cl, TrainWorkload(15360, 4096, "fp8", schedule="dualpipe"),
+                   Plan(tp=1, pp=16, vpp=2, dp=128, ep=64)).row()
+    assert not bad["valid"]

@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
                                        "(Megatron-LM default) or bf16 (NeMo performance recipes, MLPerf)."),
         param_dtype: str = typer.Option("bf16", "--param-dtype", help="Weights kept on chip: bf16, or fp8 "
                                         "(Transformer Engine fp8 parameters)."),
+        schedule: str = typer.Option("1f1b", "--schedule", help="Pipeline schedule: 1f1b (interleaved when "
+                                     "vpp > 1) or dualpipe (DeepSeek-V3: paired forward/backward chunks hide "
+                                     "the expert all-to-all; 2x weights)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output (SI units)."),
         allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
                                                   "hardware that buyer cannot obtain on --date."),
@@ -48,6 +51,8 @@ def register(app: typer.Typer) -> None:
             fail("--zero: expected 0, 1, 2 or 3")
         if grad_dtype not in ("fp32", "bf16", "fp16"):
             fail(f"--grad-dtype: expected fp32, bf16 or fp16, got {grad_dtype!r}")
+        if schedule not in ("1f1b", "dualpipe"):
+            fail(f"--schedule: expected 1f1b or dualpipe, got {schedule!r}")
         if param_dtype not in ("bf16", "fp16", "fp8"):
             fail(f"--param-dtype: expected bf16, fp16 or fp8, got {param_dtype!r}")
         fixed = dict(tp=tp, pp=pp, vpp=vpp, dp=dp, ep=ep, cp=cp, micro_batch=micro_batch, zero=zero,
@@ -58,7 +63,7 @@ def register(app: typer.Typer) -> None:
         allowed_notes = require_allowed(cat, on, allowed_for, date)
         result = train_plans(cat, model, on, chips=chips, precision=precision, seq_len=seq_len,
                              global_batch=global_batch, tokens=tokens, top=top, fixed=fixed,
-                             grad_dtype=grad_dtype, param_dtype=param_dtype)
+                             grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule)
         if allowed_notes:
             result["allowed_for"] = {"country": allowed_for.upper(), "date": date, "notes": allowed_notes}
         if as_json:

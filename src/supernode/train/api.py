@@ -23,7 +23,7 @@ def training_time(tokens: float, tokens_per_s: float, chips: int, power_w: float
 def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None, precision: str = "bf16",
                 seq_len: int = 4096, global_batch: int | None = None, tokens: float | None = None, top: int = 3,
                 fixed: dict[str, Any] | None = None, workload: TrainWorkload | None = None,
-                grad_dtype: str = "fp32", param_dtype: str = "bf16") -> dict[str, Any]:
+                grad_dtype: str = "fp32", param_dtype: str = "bf16", schedule: str = "1f1b") -> dict[str, Any]:
     """Search the best plans of ``model`` on ``on`` (system or chip id) and return them with their
     breakdowns, memory, fit, and (with ``tokens``) time, chip-hours and energy."""
     m = load_model(catalog, model)
@@ -32,7 +32,7 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
     if workload is None:
         B = global_batch or max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
         workload = TrainWorkload(global_batch=B, seq_len=seq_len, precision=precision, tokens=tokens,
-                                 grad_dtype=grad_dtype, param_dtype=param_dtype)
+                                 grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule)
     res = search(m, cluster, workload, fixed=fixed, top=top)
     plans = []
     for i in range(len(res)):
@@ -64,7 +64,8 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
         "model": m.id, "cluster": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips,
         "workload": {"global_batch": workload.global_batch, "seq_len": workload.seq_len,
                      "precision": workload.precision, "tokens": workload.tokens,
-                     "grad_dtype": workload.grad_dtype, "param_dtype": workload.param_dtype},
+                     "grad_dtype": workload.grad_dtype, "param_dtype": workload.param_dtype,
+                     "schedule": workload.schedule},
         "search": {"evaluated": res.evaluated, "fitting": res.fitting},
         "plans": plans,
         "assumptions": assumptions,

@@ -117,7 +117,8 @@ def params_per_chip(m: ModelSpec, split: ParamSplit, t: Any, p: Any, e: Any) -> 
 
 
 def model_state_bytes(m: ModelSpec, t: Any, p: Any, e: Any, d: Any, c: Any, z: Any, grad_bytes: float = 4.0,
-                      param_bytes: float = 2.0, split: ParamSplit | None = None) -> tuple[Any, Any, Any]:
+                      param_bytes: float = 2.0, split: ParamSplit | None = None,
+                      schedule: str = "1f1b") -> tuple[Any, Any, Any]:
     """(weights, gradients, optimizer states) bytes per chip (T6): ``param_bytes`` of weights,
     ``grad_bytes`` of gradients and 12 bytes of fp32 master weight + Adam m, v per parameter;
     ZeRO stage z shards optimizer (z>=1), gradients (z>=2), weights (z=3) over the N_dp = d·c
@@ -137,6 +138,8 @@ def model_state_bytes(m: ModelSpec, t: Any, p: Any, e: Any, d: Any, c: Any, z: A
         return x * bytes_ / np.where(flag > 0, n, 1.0)
 
     weights = sharded(dense, w_bytes, shard_w, n_dp) + sharded(expert, w_bytes, shard_w, n_edp)
+    if schedule == "dualpipe":  # each rank holds two model chunks: 2x parameters (DeepSeek-V3 report, Table 2)
+        weights = 2.0 * weights
     grads = sharded(dense, g_bytes, shard_g, n_dp) + sharded(expert, g_bytes, shard_g, n_edp)
     optim = sharded(dense, o_bytes, shard_o, n_dp) + sharded(expert, o_bytes, shard_o, n_edp)
     return weights, grads, optim
@@ -161,11 +164,15 @@ def layer_activation_bytes(m: ModelSpec, t: Any, c: Any, b: Any, r: Any, seq_len
     return per_layer, recompute_buffer, logits
 
 
-def layers_in_flight(m: ModelSpec, p: Any, v: Any, d: Any, b: Any, global_batch: int) -> tuple[Any, Any]:
+def layers_in_flight(m: ModelSpec, p: Any, v: Any, d: Any, b: Any, global_batch: int,
+                     schedule: str = "1f1b") -> tuple[Any, Any]:
     """(layers held by the first stage, micro-batches in flight there) (T8): min(p, m)
-    micro-batches, times (1 + (p-1)/(p·v)) with interleaving (Korthikanti sec. 4.2.3)."""
+    micro-batches, times (1 + (p-1)/(p·v)) with interleaving (Korthikanti sec. 4.2.3); DualPipe
+    holds p + 1 micro-batches of its layers (DeepSeek-V3 report, Table 2)."""
     layers_stage = np.ceil(m.layers / (p * v)) * v
     n_mb = global_batch / (d * b)
+    if schedule == "dualpipe":
+        return layers_stage, np.minimum(p + 1, n_mb)
     in_flight = np.minimum(p, n_mb) * np.where(v > 1, 1.0 + (p - 1) / (p * v), 1.0)
     return layers_stage, in_flight
 
@@ -181,7 +188,7 @@ def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable
 
 def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precision: str,
                     usable: dict[str, float], attention_kernel: str = "flash", grad_bytes: float = 4.0,
-                    param_bytes: float = 2.0) -> MemoryBreakdown:
+                    param_bytes: float = 2.0, schedule: str = "1f1b") -> MemoryBreakdown:
     """Memory per chip (bytes) of a (vectorized) plan (T6-T8). ``grad_bytes``: 4 for fp32 main
     gradients (Megatron-LM default), 2 for bf16 gradient buffers (NeMo/MLPerf
     ``grad_reduce_in_fp32=False``); ``param_bytes``: 2 for bf16 weights, 1 for fp8 parameters.
@@ -190,9 +197,9 @@ def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precisi
     each depends on (train.step); this function is the direct, per-configuration composition."""
     t, p, v, d, e, c, b, z, r = plan.tp, plan.pp, plan.vpp, plan.dp, plan.ep, plan.cp, plan.micro_batch, \
         plan.zero, plan.recompute
-    weights, grads, optim = model_state_bytes(m, t, p, e, d, c, z, grad_bytes, param_bytes)
+    weights, grads, optim = model_state_bytes(m, t, p, e, d, c, z, grad_bytes, param_bytes, schedule=schedule)
     per_layer, recompute_buffer, logits = layer_activation_bytes(m, t, c, b, r, seq_len, precision, attention_kernel)
-    layers_stage, in_flight = layers_in_flight(m, p, v, d, b, global_batch)
+    layers_stage, in_flight = layers_in_flight(m, p, v, d, b, global_batch, schedule)
     acts = per_layer * layers_stage * in_flight
     acts = acts + recompute_buffer
     acts = acts + logits

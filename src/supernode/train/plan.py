@@ -31,6 +31,7 @@ class TrainWorkload:
     attention_kernel: str = "flash"  # "flash" (fused, causal blocks skipped) or "unfused" (pre-2022 stacks)
     grad_dtype: str = "fp32"  # gradient buffer / reduction dtype: fp32 (Megatron-LM default) or bf16
     param_dtype: str = "bf16"  # model weight copy kept on the chip: bf16, or fp8 (Transformer Engine fp8 params)
+    schedule: str = "1f1b"  # pipeline schedule: 1f1b (interleaved when vpp > 1) or dualpipe (DeepSeek-V3)
 
     def __post_init__(self) -> None:
         from supernode.errors import UsageError
@@ -39,6 +40,8 @@ class TrainWorkload:
             raise UsageError(f"grad_dtype: expected fp32, bf16 or fp16, got {self.grad_dtype!r}")
         if self.param_dtype not in ("bf16", "fp16", "fp8"):
             raise UsageError(f"param_dtype: expected bf16, fp16 or fp8, got {self.param_dtype!r}")
+        if self.schedule not in ("1f1b", "dualpipe"):
+            raise UsageError(f"schedule: expected 1f1b or dualpipe, got {self.schedule!r}")
 
     @property
     def grad_bytes(self) -> float:

@@ -353,6 +353,11 @@ def _layer_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Effi
         a2a_pass = (a_a2a * size * (disp_bytes + abytes) + 2 * b_a2a) * (e > 1)
         ep_layer = a2a_pass * (2.0 + (r >= 2))
         ep_exposed_layer = ep_layer * (1.0 - L.overlap_ep * ov.get("ep_comm_hidden_fraction", 0.0))
+        if w.schedule == "dualpipe":
+            # DualPipe runs one micro-batch's forward chunk against another's backward chunk: a layer's
+            # dispatch/combine hides behind that pair's compute; only the excess is exposed (never more
+            # than the 1F1B overlap leaves exposed)
+            ep_exposed_layer = np.minimum(ep_exposed_layer, np.maximum(0.0, ep_layer - (fwd_moe + bwd_moe)))
     else:
         ep_exposed_layer = 0.0
 
@@ -405,9 +410,12 @@ def _pipeline_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: E
     hidden_pp = eff.overlap.get("pp_p2p_hidden_fraction", 0.0)
     pp_exposed = np.where(p > 1, (2 * (p - 1) + 2 * n_mb * v * (1 - hidden_pp)) * t_p2p, 0.0)
 
-    layers_stage, in_flight = layers_in_flight(m, p, v, d, b, B)
+    layers_stage, in_flight = layers_in_flight(m, p, v, d, b, B, w.schedule)
+    # DualPipe bubble (DeepSeek-V3 report, Table 2): (p/2 - 1)(F&B + B - 3W); with B = 2F, W = B/2 and an
+    # overlapped F&B chunk of F + B = 3F this is (p/2 - 1)·2F = (p/2 - 1)·(2/3)(F + B)
+    bubble = (p / 2.0 - 1.0) * 2.0 / 3.0 if w.schedule == "dualpipe" else (p - 1) / v
     return SimpleNamespace(
-        p=p, n_mb=n_mb, imbalance=imbalance, bubble=(p - 1) / v, pipeline=n_mb + (p - 1) / v,
+        p=p, n_mb=n_mb, imbalance=imbalance, bubble=bubble, pipeline=n_mb + bubble,
         pp_exposed=pp_exposed, layers_stage=layers_stage, in_flight=in_flight)
 
 
@@ -439,7 +447,7 @@ def _dp_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Efficie
     owned = dense_pc / np.where(z >= 1, n_dp, 1.0) + expert_pc / np.where(z >= 1, n_edp, 1.0)
     optimizer = memory_time_s(cluster.chip, eff, owned * OPTIMIZER_BYTES_PER_PARAM)
 
-    weights, grads, optim = model_state_bytes(m, t, p, e, d, c, z, w.grad_bytes, w.param_bytes, split)
+    weights, grads, optim = model_state_bytes(m, t, p, e, d, c, z, w.grad_bytes, w.param_bytes, split, w.schedule)
     n = D.size
     return SimpleNamespace(
         rs=_per_group(rs, n), ag_step=_per_group(ag_step, n), ag_mb=_per_group(ag_mb, n),
@@ -457,7 +465,8 @@ def _check_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, L: _Group
         ("chips", D.tp * D.cp * D.dp * D.pp != cluster.chips, "D"),
         ("tp", (m.heads % D.tp != 0) | (kv % D.tp != 0), "D"),
         ("pp", S.pp * S.vpp > m.layers, "S"),
-        ("vpp", (S.vpp > 1) & ((S.pp <= 1) | (np.mod(n_mb, S.pp) != 0)), "S"),
+        ("vpp", (S.vpp > 1) & ((S.pp <= 1) | (np.mod(n_mb, S.pp) != 0) | (w.schedule == "dualpipe")), "S"),
+        ("pp", (w.schedule == "dualpipe") & ((np.mod(S.pp, 2) != 0) | (S.pp < 2)), "S"),
         ("micro-batch", (np.mod(w.global_batch, S.dp * S.micro_batch) != 0) | (S.micro_batch < 1), "S"),
         ("cp", (np.mod(w.seq_len, 2 * L.cp) != 0) & (L.cp > 1), "L"),
         ("ep", (np.mod(D.dp, D.ep) != 0) | ((m.moe.routed_experts if m.moe else 1) % D.ep != 0), "D"),

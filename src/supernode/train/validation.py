@@ -42,6 +42,7 @@ class CaseInputs(Strict):
     attention_kernel: Literal["flash", "unfused"] = "flash"
     grad_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     param_dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
+    schedule: Literal["1f1b", "dualpipe"] = "1f1b"
     plan: dict[str, Any] = {}
 
 
@@ -101,7 +102,7 @@ def run_case(catalog: Catalog, case: Case) -> CaseResult:
     m = load_model(catalog, i.model)
     cluster = resolve_cluster(catalog, i.on, i.chips)
     w = TrainWorkload(i.global_batch, i.seq_len, i.precision, attention_kernel=i.attention_kernel,
-                      grad_dtype=i.grad_dtype, param_dtype=i.param_dtype)
+                      grad_dtype=i.grad_dtype, param_dtype=i.param_dtype, schedule=i.schedule)
     res = search(m, cluster, w, fixed=dict(i.plan), top=1)
     row = res.breakdown.row(0)
     step = float(row["step_time_s"])
