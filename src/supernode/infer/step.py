@@ -107,8 +107,9 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
 
     # two-micro-batch overlap needs at least two sequences (or prompt tokens) per rank to split
     overlap = (plan.overlap > 0) & (q >= 2.0)
-    gemm_s = gemm_time(q) + kernels.aux_kernels_s(eff, dense_l, moe_l)
-    gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + kernels.aux_kernels_s(eff, dense_l, moe_l)), gemm_s)
+    aux = kernels.aux_kernels_s(eff, dense_l, moe_l)
+    gemm_s = gemm_time(q) + aux
+    gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + aux), gemm_s)
 
     # attention core: decode tokens over their context (absorbed MLA dims), prefill tokens causal
     layers = dense_l + moe_l
