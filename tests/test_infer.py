@@ -139,3 +139,11 @@ def test_fp8_attention_is_priced_at_the_fp8_rate_and_needs_an_fp8_kv_cache():
     with pytest.raises(UsageError, match="--attention-precision"):
         estimate_decode(CAT, "deepseek-r1", "h20", 16, attention_precision="fp8",
                         **{**kw, "kv_precision": "bf16"})
+
+
+def test_overlap_is_reported_only_when_it_applies():
+    from supernode.infer.search import estimate_decode
+
+    kw = dict(context_tokens=2000, tp=1, pp=1, dp=16, ep=16, precision="fp8", overlap=True)
+    assert not estimate_decode(CAT, "deepseek-r1", "h100", 16, batch_per_rank=1, **kw)["plan"]["micro_batch_overlap"]
+    assert estimate_decode(CAT, "deepseek-r1", "h100", 16, batch_per_rank=32, **kw)["plan"]["micro_batch_overlap"]

@@ -53,9 +53,11 @@ class Choice:
         ev, i = self.ev, self.i
         plan = ev.plan.row(i)
         n = plan["tp"] * plan["pp"] * plan["dp"]
+        applied = ev.breakdown.overlap_applied
+        overlap = bool(plan["overlap"]) and (applied is None or bool(np.asarray(applied)[i]))
         out = {
             "plan": {"tp": plan["tp"], "pp": plan["pp"], "attention_dp": plan["dp"], "ep": plan["ep"],
-                     "batch": plan["batch"], "micro_batch_overlap": bool(plan["overlap"]), "chips_per_instance": n},
+                     "batch": plan["batch"], "micro_batch_overlap": overlap, "chips_per_instance": n},
             "meets_slo": self.meets_slo,
             "ttft_s": float(ev.ttft_s[i]), "tpot_s": float(ev.tpot_s[i]),
             "prefill_tokens_per_s_per_chip": float(ev.prefill_tokens_per_s_per_chip[i]),

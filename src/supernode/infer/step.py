@@ -46,9 +46,10 @@ class StageBreakdown:
     pp_comm_s: np.ndarray  # activation send to the next stage
     exposed_comm_s: np.ndarray  # communication not hidden behind compute
     stage_s: np.ndarray  # the stage's time for one micro-batch
+    overlap_applied: np.ndarray | None = None  # two-micro-batch overlap in effect (needs >= 2 tokens per rank)
 
     def row(self, i: int) -> dict:
-        return {k: float(np.asarray(v)[i]) for k, v in self.__dict__.items()}
+        return {k: float(np.asarray(v)[i]) for k, v in self.__dict__.items() if k != "overlap_applied"}
 
 
 def _layers_per_stage(arch: ServingArch, pp: np.ndarray):
@@ -148,4 +149,5 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     exposed = np.where(overlap, exposed_overlap, comm)
     stage = np.where(overlap, local_overlap, local) + exposed
     return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
-                          pp_comm_s=pp_comm, exposed_comm_s=exposed, stage_s=stage + pp_comm)
+                          pp_comm_s=pp_comm, exposed_comm_s=exposed, stage_s=stage + pp_comm,
+                          overlap_applied=np.broadcast_to(overlap, np.shape(stage)))
