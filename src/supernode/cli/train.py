@@ -49,12 +49,6 @@ def register(app: typer.Typer) -> None:
             fail("--recompute: expected none, selective or full")
         if zero is not None and not 0 <= zero <= 3:
             fail("--zero: expected 0, 1, 2 or 3")
-        if grad_dtype not in ("fp32", "bf16", "fp16"):
-            fail(f"--grad-dtype: expected fp32, bf16 or fp16, got {grad_dtype!r}")
-        if schedule not in ("1f1b", "dualpipe"):
-            fail(f"--schedule: expected 1f1b or dualpipe, got {schedule!r}")
-        if param_dtype not in ("bf16", "fp16", "fp8"):
-            fail(f"--param-dtype: expected bf16, fp16 or fp8, got {param_dtype!r}")
         fixed = dict(tp=tp, pp=pp, vpp=vpp, dp=dp, ep=ep, cp=cp, micro_batch=micro_batch, zero=zero,
                      recompute=recompute)
         from supernode.planning import require_allowed

@@ -70,10 +70,3 @@ def run_case(catalog: Catalog, path: Path) -> CaseResult:
     return CaseResult(case["id"], case["kind"], float(case["metric"]["value"]), float(predict(catalog, case)),
                       case["metric"]["unit"], float(case["tolerance"]), case.get("expected", "pass"))
 
-
-def table_markdown(results: list[CaseResult]) -> str:
-    lines = ["| case | metric | measured | predicted | error | expected |", "|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r.id} | {r.unit} | {r.measured:,.0f} | {r.predicted:,.0f} | {100 * r.error_fraction:+.1f}% | "
-                     f"{r.expected} |")
-    return "\n".join(lines)

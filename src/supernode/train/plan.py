@@ -37,11 +37,11 @@ class TrainWorkload:
         from supernode.errors import UsageError
 
         if self.grad_dtype not in ("fp32", "bf16", "fp16"):
-            raise UsageError(f"grad_dtype: expected fp32, bf16 or fp16, got {self.grad_dtype!r}")
+            raise UsageError(f"--grad-dtype: expected fp32, bf16 or fp16, got {self.grad_dtype!r}")
         if self.param_dtype not in ("bf16", "fp16", "fp8"):
-            raise UsageError(f"param_dtype: expected bf16, fp16 or fp8, got {self.param_dtype!r}")
+            raise UsageError(f"--param-dtype: expected bf16, fp16 or fp8, got {self.param_dtype!r}")
         if self.schedule not in ("1f1b", "dualpipe"):
-            raise UsageError(f"schedule: expected 1f1b or dualpipe, got {self.schedule!r}")
+            raise UsageError(f"--schedule: expected 1f1b or dualpipe, got {self.schedule!r}")
 
     @property
     def grad_bytes(self) -> float:
