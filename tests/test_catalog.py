@@ -96,7 +96,7 @@ def test_si_conversion_once_at_load(catalog):
     h100 = catalog.chip("h100")
     spec = chip_spec(h100)
     assert spec.peak("bf16") == pytest.approx(989.5e12)
-    assert spec.memory_bytes == pytest.approx(80e9)
+    assert spec.memory_bytes == pytest.approx(81559 * 2**20)  # device memory (nvidia-smi), not the marketed 80 GB
     assert spec.memory_bandwidth_bytes_per_s == pytest.approx(3.35e12)
     # NVLink 4: 900 GB/s bidirectional = 450 GB/s per direction
     assert per_chip_per_direction(h100.scale_up.bandwidth) == pytest.approx(450e9)

@@ -72,7 +72,8 @@ def chip_spec(chip: Chip) -> ChipSpec:
         name=chip.name,
         family=chip.family,
         peak_flop_per_s={p: v for p, v in peaks.items() if v is not None},
-        memory_bytes=si(chip.memory.capacity),
+        memory_bytes=si(chip.memory.device_capacity) if chip.memory.device_capacity is not None
+        and chip.memory.device_capacity.known else si(chip.memory.capacity),
         memory_bandwidth_bytes_per_s=si(chip.memory.bandwidth),
         tdp_w=si(chip.tdp),
         price_usd=si(chip.price),

@@ -148,13 +148,21 @@ def _dim_check(q: Quantity | None, dim: str, field: str) -> None:
 
 
 class Memory(Strict):
+    """``capacity``: the marketed size (what spec sheets and comparisons quote); ``device_capacity``:
+    the bytes the driver exposes as device memory (nvidia-smi total), when published: NVIDIA's
+    "80 GB" parts expose ~80 GiB. The performance models fit plans into ``device_capacity`` when
+    known, else ``capacity``."""
+
     type: str
     capacity: Quantity
     bandwidth: Quantity
+    device_capacity: Quantity | None = None
 
     @model_validator(mode="after")
     def _dims(self) -> "Memory":
         _dim_check(self.capacity, units.BYTES, "capacity")
+        if self.device_capacity is not None:
+            _dim_check(self.device_capacity, units.BYTES, "device_capacity")
         _dim_check(self.bandwidth, units.BANDWIDTH, "bandwidth")
         return self
 

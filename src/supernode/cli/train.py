@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         schedule: str = typer.Option("1f1b", "--schedule", help="Pipeline schedule: 1f1b (interleaved when "
                                      "vpp > 1) or dualpipe (DeepSeek-V3: paired forward/backward chunks hide "
                                      "the expert all-to-all; 2x weights)."),
+        pipeline_split: str = typer.Option("uniform", "--pipeline-split", help="Layers per pipeline stage: "
+                                           "uniform, or balanced (embedding and head+loss count as one layer "
+                                           "each: first and last stage hold one layer fewer; Llama 3)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output (SI units)."),
         allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
                                                   "hardware that buyer cannot obtain on --date."),
@@ -57,7 +60,8 @@ def register(app: typer.Typer) -> None:
         allowed_notes = require_allowed(cat, on, allowed_for, date)
         result = train_plans(cat, model, on, chips=chips, precision=precision, seq_len=seq_len,
                              global_batch=global_batch, tokens=tokens, top=top, fixed=fixed,
-                             grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule)
+                             grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule,
+                             pipeline_split=pipeline_split)
         if allowed_notes:
             result["allowed_for"] = {"country": allowed_for.upper(), "date": date, "notes": allowed_notes}
         if as_json:

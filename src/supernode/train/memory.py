@@ -10,8 +10,9 @@ Transformer Models"), eq. 1-2 and sec. 4-5, generalized to GQA/MLA/SwiGLU/MoE: p
 token the bytes kept for backward are summed per tensor; with sequence parallelism everything is
 divided by t. FlashAttention is assumed, so the 5·a·s/h softmax term is absent and "selective"
 recompute needs no extra memory saving; full recompute keeps only the layer input (2·D bytes
-per token). The first pipeline stage holds min(p, m) micro-batches in flight, times
-(1 + (p-1)/(p·v)) with interleaving (Korthikanti sec. 4.2.3).
+per token). Layers x micro-batches in flight on the most loaded pipeline rank follow the
+warm-up of Megatron's 1F1B / interleaved schedules (:func:`layers_in_flight`; for m >= p this is
+Korthikanti sec. 4.2.3's p micro-batches times (1 + (p-1)/(p·v)) with interleaving).
 """
 
 from __future__ import annotations
@@ -164,17 +165,47 @@ def layer_activation_bytes(m: ModelSpec, t: Any, c: Any, b: Any, r: Any, seq_len
     return per_layer, recompute_buffer, logits
 
 
+def chunk_layers(m: ModelSpec, p: Any, v: Any, split: str = "uniform") -> Any:
+    """Transformer layers of one virtual stage (model chunk): ceil(L / (p v)); with the
+    "balanced" split the embedding and the output head + loss count as one layer each,
+    ceil((L + 2) / (p v)), and the first chunk of the first stage and the last chunk of the last
+    stage hold one transformer layer fewer (Llama 3 sec. 3.3.2; Megatron-Core
+    --account-for-embedding-in-pipeline-split / --account-for-loss-in-pipeline-split)."""
+    units = m.layers + (2 if split == "balanced" else 0)
+    return np.where(p > 1, np.ceil(units / (p * v)), float(m.layers))
+
+
 def layers_in_flight(m: ModelSpec, p: Any, v: Any, d: Any, b: Any, global_batch: int,
-                     schedule: str = "1f1b") -> tuple[Any, Any]:
-    """(layers held by the first stage, micro-batches in flight there) (T8): min(p, m)
-    micro-batches, times (1 + (p-1)/(p·v)) with interleaving (Korthikanti sec. 4.2.3); DualPipe
-    holds p + 1 micro-batches of its layers (DeepSeek-V3 report, Table 2)."""
-    layers_stage = np.ceil(m.layers / (p * v)) * v
+                     schedule: str = "1f1b", split: str = "uniform") -> Any:
+    """Layer activations x micro-batches held at the peak by the most loaded pipeline rank (T8).
+
+    Megatron's schedules (Narayanan et al. 2021): with m micro-batches, rank r of p runs
+    min(p - r, m) forwards before its first backward (1F1B), or, interleaved over v chunks,
+    min(m v, 2 (p - 1 - r) + (v - 1) p + 1) chunk forwards (the warm-up of
+    ``get_forward_backward_func``'s interleaved schedule, plus the first steady-state forward).
+    Each live entry holds one chunk's layers; uniform split: rank 0 is the most loaded. Balanced
+    split: rank 0's first chunk has one layer fewer (of its live entries at most min(m, 2p - 1)
+    are first-chunk ones), so rank 1 can be the most loaded. DualPipe holds p + 1 micro-batches
+    of its stage's layers (DeepSeek-V3 report, Table 2)."""
     n_mb = global_batch / (d * b)
     if schedule == "dualpipe":
-        return layers_stage, np.minimum(p + 1, n_mb)
-    in_flight = np.minimum(p, n_mb) * np.where(v > 1, 1.0 + (p - 1) / (p * v), 1.0)
-    return layers_stage, in_flight
+        return np.ceil(m.layers / (p * v)) * v * np.minimum(p + 1, n_mb)
+    cs = chunk_layers(m, p, v, split)
+
+    def entries(r):
+        one_f_one_b = np.minimum(np.maximum(p - r, 1), n_mb)
+        inter = np.minimum(n_mb * v, 2 * np.maximum(p - 1 - r, 0) + (v - 1) * p + 1)
+        return np.where(v > 1, inter, one_f_one_b)
+
+    e0 = entries(0)
+    rank0 = cs * e0
+    if split == "balanced":
+        first_chunk = np.where(v > 1, np.minimum(np.minimum(e0, n_mb), 2 * p - 1), e0)
+        rank0 = np.where(p > 1, rank0 - first_chunk, rank0)
+        # rank 1 holds whole chunks, unless it is the last rank (p = 2, 1F1B: its one chunk is short)
+        rank1 = np.where((p == 2) & (v == 1), cs - 1, cs) * entries(1)
+        rank0 = np.maximum(rank0, np.where(p > 1, rank1, 0.0))
+    return rank0
 
 
 def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable: dict[str, float]) -> Any:
@@ -188,7 +219,7 @@ def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable
 
 def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precision: str,
                     usable: dict[str, float], attention_kernel: str = "flash", grad_bytes: float = 4.0,
-                    param_bytes: float = 2.0, schedule: str = "1f1b") -> MemoryBreakdown:
+                    param_bytes: float = 2.0, schedule: str = "1f1b", pipeline_split: str = "uniform") -> MemoryBreakdown:
     """Memory per chip (bytes) of a (vectorized) plan (T6-T8). ``grad_bytes``: 4 for fp32 main
     gradients (Megatron-LM default), 2 for bf16 gradient buffers (NeMo/MLPerf
     ``grad_reduce_in_fp32=False``); ``param_bytes``: 2 for bf16 weights, 1 for fp8 parameters.
@@ -199,8 +230,7 @@ def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precisi
         plan.zero, plan.recompute
     weights, grads, optim = model_state_bytes(m, t, p, e, d, c, z, grad_bytes, param_bytes, schedule=schedule)
     per_layer, recompute_buffer, logits = layer_activation_bytes(m, t, c, b, r, seq_len, precision, attention_kernel)
-    layers_stage, in_flight = layers_in_flight(m, p, v, d, b, global_batch, schedule)
-    acts = per_layer * layers_stage * in_flight
+    acts = per_layer * layers_in_flight(m, p, v, d, b, global_batch, schedule, pipeline_split)
     acts = acts + recompute_buffer
     acts = acts + logits
     buffers = comm_buffer_bytes(m, t, c, b, seq_len, usable)

@@ -32,6 +32,10 @@ class TrainWorkload:
     grad_dtype: str = "fp32"  # gradient buffer / reduction dtype: fp32 (Megatron-LM default) or bf16
     param_dtype: str = "bf16"  # model weight copy kept on the chip: bf16, or fp8 (Transformer Engine fp8 params)
     schedule: str = "1f1b"  # pipeline schedule: 1f1b (interleaved when vpp > 1) or dualpipe (DeepSeek-V3)
+    # layers per pipeline stage: "uniform" (ceil(L / (p v)) per virtual stage) or "balanced" (the embedding
+    # and the output head + loss each count as one layer of the split: the first and the last stage hold one
+    # transformer layer fewer; Llama 3 sec. 3.3.2, Megatron-Core --account-for-embedding/loss-in-pipeline-split)
+    pipeline_split: str = "uniform"
 
     def __post_init__(self) -> None:
         from supernode.errors import UsageError
@@ -42,6 +46,10 @@ class TrainWorkload:
             raise UsageError(f"--param-dtype: expected bf16, fp16 or fp8, got {self.param_dtype!r}")
         if self.schedule not in ("1f1b", "dualpipe"):
             raise UsageError(f"--schedule: expected 1f1b or dualpipe, got {self.schedule!r}")
+        if self.pipeline_split not in ("uniform", "balanced"):
+            raise UsageError(f"--pipeline-split: expected uniform or balanced, got {self.pipeline_split!r}")
+        if self.pipeline_split == "balanced" and self.schedule == "dualpipe":
+            raise UsageError("--pipeline-split: balanced is modelled for the 1f1b schedules only, not dualpipe")
 
     @property
     def grad_bytes(self) -> float:

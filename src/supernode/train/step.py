@@ -37,8 +37,8 @@ from supernode.hardware import ClusterSpec
 from supernode.perf import collectives as coll
 from supernode.perf.compute import (Efficiency, attention_time_s, efficiency, gemm_time_s, memory_time_s,
                                     tier_bw_efficiency)
-from supernode.train.memory import (MemoryBreakdown, comm_buffer_bytes, layer_activation_bytes, layers_in_flight,
-                                   model_state_bytes, param_split, params_per_chip)
+from supernode.train.memory import (MemoryBreakdown, chunk_layers, comm_buffer_bytes, layer_activation_bytes,
+                                    layers_in_flight, model_state_bytes, param_split, params_per_chip)
 from supernode.train.plan import PRECISION_BYTES, Plan, TrainWorkload
 from supernode.workload.model import ModelSpec
 from supernode.workload.shapes import (attention_core_flops, flops_per_token, layer_gemms, lm_head_gemm)
@@ -402,7 +402,10 @@ def _pipeline_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: E
     abytes = 2.0
     n_mb = B / (d * b)
     T = b * s / c
-    imbalance = np.ceil(m.layers / (p * v)) * p * v / m.layers  # whole layers per virtual stage
+    cs = chunk_layers(m, p, v, w.pipeline_split)
+    imbalance = np.where(p > 1, cs * p * v / m.layers, 1.0)  # whole layers per virtual stage
+    # balanced split: the last stage holds cs·v - 1 layers and the head (its share of all layers' work)
+    last_share = np.where(p > 1, (cs * v - 1) / m.layers, 1.0)
 
     # ---- PP p2p (T2): activations T·D/t (scatter-gather) per boundary, fwd and bwd
     a_pp, b_pp = _p2p_affine(cluster, t * c * d + 1, tier_bw_efficiency(cluster, eff))
@@ -410,13 +413,13 @@ def _pipeline_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: E
     hidden_pp = eff.overlap.get("pp_p2p_hidden_fraction", 0.0)
     pp_exposed = np.where(p > 1, (2 * (p - 1) + 2 * n_mb * v * (1 - hidden_pp)) * t_p2p, 0.0)
 
-    layers_stage, in_flight = layers_in_flight(m, p, v, d, b, B, w.schedule)
+    layer_mb = layers_in_flight(m, p, v, d, b, B, w.schedule, w.pipeline_split)
     # DualPipe bubble (DeepSeek-V3 report, Table 2): (p/2 - 1)(F&B + B - 3W); with B = 2F, W = B/2 and an
     # overlapped F&B chunk of F + B = 3F this is (p/2 - 1)·2F = (p/2 - 1)·(2/3)(F + B)
     bubble = (p / 2.0 - 1.0) * 2.0 / 3.0 if w.schedule == "dualpipe" else (p - 1) / v
     return SimpleNamespace(
         p=p, n_mb=n_mb, imbalance=imbalance, bubble=bubble, pipeline=n_mb + bubble,
-        pp_exposed=pp_exposed, layers_stage=layers_stage, in_flight=in_flight)
+        pp_exposed=pp_exposed, layer_mb=layer_mb, last_share=last_share)
 
 
 def _dp_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Efficiency, D: _Group):
@@ -464,7 +467,7 @@ def _check_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, L: _Group
     return [
         ("chips", D.tp * D.cp * D.dp * D.pp != cluster.chips, "D"),
         ("tp", (m.heads % D.tp != 0) | (kv % D.tp != 0), "D"),
-        ("pp", S.pp * S.vpp > m.layers, "S"),
+        ("pp", S.pp * S.vpp > m.layers + (2 if w.pipeline_split == "balanced" else 0), "S"),
         ("vpp", (S.vpp > 1) & ((S.pp <= 1) | (np.mod(n_mb, S.pp) != 0) | (w.schedule == "dualpipe")), "S"),
         ("pp", (w.schedule == "dualpipe") & ((np.mod(S.pp, 2) != 0) | (S.pp < 2)), "S"),
         ("micro-batch", (np.mod(w.global_batch, S.dp * S.micro_batch) != 0) | (S.micro_batch < 1), "S"),
@@ -533,7 +536,7 @@ class _Evaluation:
     def _memory(self, il, ip, id_) -> MemoryBreakdown:
         """Bytes per chip (T6-T8), composed as in :func:`memory_per_chip`."""
         lay, pipe, dp = self.lay, self.pipe, self.dp
-        acts = _at(lay.act_layer, il) * _at(pipe.layers_stage, ip) * _at(pipe.in_flight, ip)
+        acts = _at(lay.act_layer, il) * _at(pipe.layer_mb, ip)
         acts = acts + _at(lay.act_recompute, il)
         acts = acts + _at(lay.act_logits, il)
         return MemoryBreakdown(_at(dp.weights, id_), _at(dp.gradients, id_), _at(dp.optimizer_bytes, id_), acts,
@@ -546,7 +549,11 @@ class _Evaluation:
         p = _at(pipe.p, ip)
         imbalance = _at(pipe.imbalance, ip)
         work_head = _at(lay.work_head, il)
-        stage_compute = np.maximum(_at(lay.work, il) * imbalance / p, work_head / p)
+        work = _at(lay.work, il)
+        if self.w.pipeline_split == "balanced":  # the head replaces one layer of the last stage
+            stage_compute = np.maximum(work * imbalance / p, work * _at(pipe.last_share, ip) + work_head - work)
+        else:
+            stage_compute = np.maximum(work * imbalance / p, work_head / p)
         stage_compute = np.where(p > 1, stage_compute, work_head)
         stage_comm = _at(lay.comm_body, il) * imbalance / p
         per_mb = stage_compute + stage_comm
@@ -695,7 +702,7 @@ def _dims(m: ModelSpec) -> tuple[int, int]:
 def validity(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, plan: Plan) -> tuple[Any, list[tuple[str, Any]]]:
     """Boolean mask of structurally valid configurations and (parameter, failing-mask) pairs.
 
-    Rules: t·c·d·p = chips; heads and kv heads divisible by t (MLA: heads); p·v <= L; v > 1 needs
+    Rules: t·c·d·p = chips; heads and kv heads divisible by t (MLA: heads); p·v <= L (L + 2 with the balanced split); v > 1 needs
     p > 1 and m divisible by p (Megatron interleaved schedule); B divisible by d·b; s divisible by
     2c (load-balanced ring attention); e divides d and the routed experts (e = 1 for dense)."""
     shape = np.shape(plan.arrays().tp)

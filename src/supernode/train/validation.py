@@ -43,6 +43,7 @@ class CaseInputs(Strict):
     grad_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     param_dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     schedule: Literal["1f1b", "dualpipe"] = "1f1b"
+    pipeline_split: Literal["uniform", "balanced"] = "uniform"
     plan: dict[str, Any] = {}
 
 
@@ -58,6 +59,7 @@ class Case(Strict):
     tolerance: float = Field(gt=0, le=1)
     expected_failure: str | None = None
     notes: str | None = None
+    history: str | None = None  # how the model's figure for this case moved, and why
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def run_case(catalog: Catalog, case: Case) -> CaseResult:
     m = load_model(catalog, i.model)
     cluster = resolve_cluster(catalog, i.on, i.chips)
     w = TrainWorkload(i.global_batch, i.seq_len, i.precision, attention_kernel=i.attention_kernel,
-                      grad_dtype=i.grad_dtype, param_dtype=i.param_dtype, schedule=i.schedule)
+                      grad_dtype=i.grad_dtype, param_dtype=i.param_dtype, schedule=i.schedule,
+                      pipeline_split=i.pipeline_split)
     res = search(m, cluster, w, fixed=dict(i.plan), top=1)
     row = res.breakdown.row(0)
     step = float(row["step_time_s"])
