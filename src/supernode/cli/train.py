@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
         pipeline_split: str = typer.Option("uniform", "--pipeline-split", help="Layers per pipeline stage: "
                                            "uniform, or balanced (embedding and head+loss count as one layer "
                                            "each: first and last stage hold one layer fewer; Llama 3)."),
+        ep_dispatch: str = typer.Option("all-to-all", "--ep-dispatch", help="MoE dispatch/combine: all-to-all "
+                                        "(every expert copy sent to its chip) or dedup (once per remote scale-up "
+                                        "domain, forwarded inside it: DeepEP; uses the model's group-limited routing)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output (SI units)."),
         allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
                                                   "hardware that buyer cannot obtain on --date."),
@@ -61,7 +64,7 @@ def register(app: typer.Typer) -> None:
         result = train_plans(cat, model, on, chips=chips, precision=precision, seq_len=seq_len,
                              global_batch=global_batch, tokens=tokens, top=top, fixed=fixed,
                              grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule,
-                             pipeline_split=pipeline_split)
+                             pipeline_split=pipeline_split, ep_dispatch=ep_dispatch)
         if allowed_notes:
             result["allowed_for"] = {"country": allowed_for.upper(), "date": date, "notes": allowed_notes}
         if as_json:

@@ -120,6 +120,42 @@ def all_to_all_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stri
     return worst + lat
 
 
+def moe_dispatch_s(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: ArrayLike, stride: ArrayLike = 1,
+                   bw_efficiency: ArrayLike | None = None, expert_groups: int | None = None,
+                   groups_per_token: int | None = None) -> np.ndarray:
+    """MoE dispatch (or combine) deduplicated per scale-up domain (C2): each of a chip's tokens
+    (``token_bytes`` of them per chip) goes to k experts spread evenly over the n ranks of the EP
+    group; it crosses the scale-out fabric once per remote domain holding one of its experts and is
+    forwarded to the experts' chips inside that domain over the scale-up links (DeepEP normal
+    kernels; DeepSeek-V3 report sec. 3.2.2). With G = n / n_0 domains and uniform routing a token
+    hits G (1 - (1 - 1/G)^k) distinct domains; group-limited routing (E experts in ``expert_groups``
+    groups, a token picks ``groups_per_token`` of them) caps that at groups_per_token·max(1, G/groups).
+    Scale-up carries the k copies: k (n_0 - 1)/n_0 token sizes; the remote domains' share
+    (G - 1)/G of the hits crosses the outer tiers in the proportions of :func:`all_to_all_s`.
+    Tiers run concurrently (time = slowest tier + latency terms); with G = 1 this is all_to_all_s."""
+    bws, lats = _arrays(cluster, bw_efficiency)
+    size = np.asarray(token_bytes, dtype=float)
+    nn = np.asarray(n, dtype=float)
+    factors = tier_factors(cluster, n, stride)
+    f0 = factors[0]
+    domains = nn / f0
+    hit = domains * (1.0 - (1.0 - 1.0 / np.maximum(domains, 1.0)) ** k)
+    if expert_groups and groups_per_token:
+        hit = np.minimum(hit, groups_per_token * np.maximum(1.0, domains / expert_groups))
+    remote = hit * (domains - 1.0) / np.maximum(domains, 1.0)
+    worst = size * k * (f0 - 1.0) / np.maximum(f0, 1.0) / bws[0]
+    lat = np.where(f0 > 1, _log2(f0) * lats[0], 0.0)
+    reach_prev = f0.copy()
+    outer = np.maximum(nn - f0, 1.0)
+    for l, f in enumerate(factors[1:], start=1):
+        reach = reach_prev * f
+        share = (reach - reach_prev) / outer  # this tier's part of the remote destinations
+        worst = np.maximum(worst, size * remote * share / bws[l])
+        lat = lat + np.where(f > 1, _log2(f) * lats[l], 0.0)
+        reach_prev = reach
+    return worst + lat
+
+
 def p2p_s(cluster: ClusterSpec, size_bytes: ArrayLike, span_chips: ArrayLike,
           bw_efficiency: ArrayLike | None = None) -> np.ndarray:
     """Point-to-point transfer of ``size_bytes`` between two ranks; ``span_chips`` = rank distance + 1

@@ -24,7 +24,7 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
                 seq_len: int = 4096, global_batch: int | None = None, tokens: float | None = None, top: int = 3,
                 fixed: dict[str, Any] | None = None, workload: TrainWorkload | None = None,
                 grad_dtype: str = "fp32", param_dtype: str = "bf16", schedule: str = "1f1b",
-                pipeline_split: str = "uniform") -> dict[str, Any]:
+                pipeline_split: str = "uniform", ep_dispatch: str = "all-to-all") -> dict[str, Any]:
     """Search the best plans of ``model`` on ``on`` (system or chip id) and return them with their
     breakdowns, memory, fit, and (with ``tokens``) time, chip-hours and energy."""
     m = load_model(catalog, model)
@@ -34,7 +34,7 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
         B = global_batch or max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
         workload = TrainWorkload(global_batch=B, seq_len=seq_len, precision=precision, tokens=tokens,
                                  grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule,
-                                 pipeline_split=pipeline_split)
+                                 pipeline_split=pipeline_split, ep_dispatch=ep_dispatch)
     res = search(m, cluster, workload, fixed=fixed, top=top)
     plans = []
     for i in range(len(res)):
@@ -67,7 +67,8 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
         "workload": {"global_batch": workload.global_batch, "seq_len": workload.seq_len,
                      "precision": workload.precision, "tokens": workload.tokens,
                      "grad_dtype": workload.grad_dtype, "param_dtype": workload.param_dtype,
-                     "schedule": workload.schedule, "pipeline_split": workload.pipeline_split},
+                     "schedule": workload.schedule, "pipeline_split": workload.pipeline_split,
+                     "ep_dispatch": workload.ep_dispatch},
         "search": {"evaluated": res.evaluated, "fitting": res.fitting},
         "plans": plans,
         "assumptions": assumptions,

@@ -36,6 +36,9 @@ class TrainWorkload:
     # and the output head + loss each count as one layer of the split: the first and the last stage hold one
     # transformer layer fewer; Llama 3 sec. 3.3.2, Megatron-Core --account-for-embedding/loss-in-pipeline-split)
     pipeline_split: str = "uniform"
+    # MoE dispatch/combine: "all-to-all" (every expert copy sent to its chip, NCCL all-to-all) or "dedup"
+    # (once per remote scale-up domain, forwarded inside it: DeepEP, DeepSeek-V3 sec. 3.2.2)
+    ep_dispatch: str = "all-to-all"
 
     def __post_init__(self) -> None:
         from supernode.errors import UsageError
@@ -48,6 +51,8 @@ class TrainWorkload:
             raise UsageError(f"--schedule: expected 1f1b or dualpipe, got {self.schedule!r}")
         if self.pipeline_split not in ("uniform", "balanced"):
             raise UsageError(f"--pipeline-split: expected uniform or balanced, got {self.pipeline_split!r}")
+        if self.ep_dispatch not in ("all-to-all", "dedup"):
+            raise UsageError(f"--ep-dispatch: expected all-to-all or dedup, got {self.ep_dispatch!r}")
         if self.pipeline_split == "balanced" and self.schedule == "dualpipe":
             raise UsageError("--pipeline-split: balanced is modelled for the 1f1b schedules only, not dualpipe")
 

@@ -326,6 +326,9 @@ def _layer_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Effi
     rc_dense = np.where(r >= 2, fwd_dense, np.where(r >= 1, a_d, 0.0))
     if m.moe_layers:
         g_m, a_m, el_m = _layer_times(m, "moe", chip, eff, prec, T, t, e, s, w.attention_kernel)
+        if w.ep_dispatch == "dedup":  # SM-driven dispatch/combine kernels take SMs from overlapped compute (C2)
+            slow = np.where((L.overlap_ep > 0) & (e > 1), 1.0 / (1.0 - ov.get("ep_dedup_sm_fraction", 0.0)), 1.0)
+            g_m, a_m, el_m = g_m * slow, a_m * slow, el_m * slow
         fwd_moe = g_m + a_m + el_m
         bwd_moe = 2 * g_m + 2.5 * a_m + 2 * el_m
         rc_moe = np.where(r >= 2, fwd_moe, np.where(r >= 1, a_m, 0.0))
@@ -347,9 +350,19 @@ def _layer_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Effi
 
     # ---- EP (T3): dispatch + combine all-to-all per MoE layer per pass, group e at stride t·c
     if m.moe_layers:
-        a_a2a, b_a2a = _coll_affine(coll.all_to_all_s, cluster, e, t * c, bw_eff)
         disp_bytes = 1.0 if prec in ("fp8", "fp4") else abytes  # FP8 dispatch (DeepSeek-V3 sec. 3.3)
-        size = T / t * m.moe.active_experts * m.hidden
+        if w.ep_dispatch == "dedup":  # once per remote scale-up domain, then forwarded (C2)
+            mo = m.moe
+
+            def dispatch(cl, size_, n_, s_, eff_):
+                return coll.moe_dispatch_s(cl, size_, mo.active_experts, n_, s_, eff_, mo.expert_groups,
+                                           mo.groups_per_token)
+
+            a_a2a, b_a2a = _coll_affine(dispatch, cluster, e, t * c, bw_eff)
+            size = T / t * m.hidden  # the function counts the copies
+        else:
+            a_a2a, b_a2a = _coll_affine(coll.all_to_all_s, cluster, e, t * c, bw_eff)
+            size = T / t * m.moe.active_experts * m.hidden
         a2a_pass = (a_a2a * size * (disp_bytes + abytes) + 2 * b_a2a) * (e > 1)
         ep_layer = a2a_pass * (2.0 + (r >= 2))
         ep_exposed_layer = ep_layer * (1.0 - L.overlap_ep * ov.get("ep_comm_hidden_fraction", 0.0))

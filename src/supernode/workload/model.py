@@ -48,11 +48,22 @@ class MoE(Strict):
     expert_ffn: int = Field(gt=0)
     first_dense_layers: int = Field(default=0, ge=0)
     layer_interval: int = Field(default=1, gt=0)
+    # group-limited routing (DeepSeek-V3 "node-limited"): experts in ``expert_groups`` groups, a token
+    # picks ``groups_per_token`` groups first and its k experts inside them (HF n_group / topk_group)
+    expert_groups: int | None = Field(default=None, gt=0)
+    groups_per_token: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _k(self) -> "MoE":
         if self.active_experts > self.routed_experts:
             raise ValueError("active_experts exceeds routed_experts")
+        if (self.expert_groups is None) != (self.groups_per_token is None):
+            raise ValueError("expert_groups and groups_per_token go together")
+        if self.expert_groups is not None:
+            if self.routed_experts % self.expert_groups:
+                raise ValueError("routed_experts must divide into expert_groups")
+            if self.groups_per_token > self.expert_groups:
+                raise ValueError("groups_per_token exceeds expert_groups")
         return self
 
 
