@@ -12,11 +12,13 @@ DSV3_TOKENS = 14.8e12  # DeepSeek-V3 report, sec. 4.2 / Table 1 (pre-training to
 DSV3_SEQ = 4096  # sec. 4.2: sequence length 4K in pre-training
 DSV3_BATCH = 15360  # sec. 4.2: batch size ramped 3072 -> 15360 sequences; the final value is used
 CHIPS = 2048  # DeepSeek-V3 was trained on 2,048 H800 (sec. 3.1)
-SYSTEMS = (  # (label, --on, chips, precision)
-    ("CloudMatrix 384 units (Ascend 910C)", "cloudmatrix-384", None, "bf16"),
-    ("GB200 NVL72 units", "gb200-nvl72", None, "fp8"),
-    ("2,048 x H800 (DeepSeek's own cluster size)", "h800", CHIPS, "fp8"),
-    ("H20 cluster of equal chip count", "h20", CHIPS, "fp8"),
+SYSTEMS = (  # (label, --on, chips, precision, workload options)
+    ("CloudMatrix 384 units (Ascend 910C)", "cloudmatrix-384", None, "bf16", {}),
+    ("GB200 NVL72 units", "gb200-nvl72", None, "fp8", {}),
+    ("2,048 x H800 (DeepSeek's own cluster size)", "h800", CHIPS, "fp8", {}),
+    ("2,048 x H800 with DeepSeek's DualPipe and node-limited dispatch", "h800", CHIPS, "fp8",
+     {"schedule": "dualpipe", "ep_dispatch": "dedup"}),
+    ("H20 cluster of equal chip count", "h20", CHIPS, "fp8", {}),
 )
 
 
@@ -41,10 +43,10 @@ def training_answers(catalog: Catalog) -> str:
              "| system | chips | precision | best plan (tp/cp/ep/dp/pp/vpp, mb, zero, recompute) | step | MFU | days | chip-hours | energy | fits |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
-    for label, on, chips, prec in SYSTEMS:
+    for label, on, chips, prec, opts in SYSTEMS:
         try:
             n = chips or _units_for(catalog, on)
-            w = TrainWorkload(DSV3_BATCH, DSV3_SEQ, prec, tokens=DSV3_TOKENS)
+            w = TrainWorkload(DSV3_BATCH, DSV3_SEQ, prec, tokens=DSV3_TOKENS, **opts)
             r = train_plans(catalog, "deepseek-v3", on, chips=n, precision=prec, top=1, workload=w)
         except SupernodeError as exc:
             lines.append(f"| {label} | | {prec} | could not be modelled: {exc} | | | | | | |")
