@@ -108,11 +108,18 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         f"usable memory = {usable:.2f} x capacity ({rec.usable_memory_fraction.note.strip().split(';')[0]})",
         f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of "
         f"{prefill_chunk_tokens:,} tokens mixed into decode iterations, no queueing before admission; "
+        "an iteration carries a whole chunk or none, and a MoE instance's attention-DP ranks wait for the "
+        "slowest (I15); "
         "uniform expert routing",
     ]
     if draft_tokens:
         assumptions.append(f"speculative decoding / MTP: {draft_tokens} draft token(s) verified per step, "
                            f"{acceptance_length:g} tokens accepted per step on average")
+        assumptions.append(f"draft cost (I14): {draft_tokens} sequential pass(es) per step, after the verify pass on the "
+                           "last stage, of " + ("the model's MTP module" if getattr(arch.model, "mtp_layers", 0) else
+                                                "an EAGLE-style one-layer draft head of the model's own layer shape "
+                                                "(the model has no MTP module; assumed)")
+                           + ": one block + projection 2D -> D + the shared LM head, one token per sequence")
 
     plans = grid(arch, cluster, opts)
     colo = evaluate_colocated(arch, cluster, plans, workload, slo, opts, usable)

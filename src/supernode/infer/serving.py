@@ -6,13 +6,15 @@ B sequences, b = B / (dp pp) per rank and micro-batch, acceptance length a, prom
 and outputs of O tokens (formula I9):
 
     prefill tokens per rank and iteration  c = b I a / O      (steady state: prompts enter as outputs end)
-    T_iter = pp T_stage(b decode seqs + c prefill tokens);  TPOT = T_iter / a
+    T_iter = pp E[T_stage]  (I15: whole chunks, not c spread evenly);  TPOT = T_iter / a
     output throughput = B a / T_iter
     TTFT = ceil(I / C) pp T_stage(b decode seqs + C prefill tokens),  C = min(chunk, I)
 
-The throughput uses the mean prefill load c; a prompt itself is prefilled in bursts of the
-scheduler's chunk budget (``--prefill-chunk``, vLLM max_num_batched_tokens / SGLang
-chunked_prefill_size), so its TTFT is ceil(I / C) such iterations (no queueing before admission).
+A prompt is prefilled in bursts of the scheduler's chunk budget (``--prefill-chunk``, vLLM
+max_num_batched_tokens / SGLang chunked_prefill_size), so its TTFT is ceil(I / C) such iterations
+(no queueing before admission), and an iteration carries a chunk or none: the mean iteration time
+is the mixture of :mod:`supernode.infer.scheduling` (I15), in which the attention-DP ranks of a MoE
+instance wait for the slowest one at every all-to-all; dense replicas do not.
 
 Disaggregated (I10): prefill instances run prompts only, TTFT = pp T_stage(n I tokens per rank)
 + the KV hand-over (I12); prefill throughput = n dp I / T_stage. Decode instances run decode
@@ -23,17 +25,18 @@ of (I / P) : (O / G); on a finite system the integer instance counts are searche
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec
+from supernode.infer import scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
 from supernode.infer.plan import PlanGrid, candidate_plans
 from supernode.infer.precision import kv_bytes, weight_bytes
-from supernode.infer.step import StageBreakdown, stage_time
+from supernode.infer.step import StageBreakdown, draft_pass_time, stage_time
 from supernode.perf import collectives as coll
 
 
@@ -141,23 +144,39 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     b = _per_rank(plan)
     c = b * wl.input_tokens * a / wl.output_tokens
     ctx = wl.input_tokens + wl.output_tokens / 2.0
-    br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
-                    attention_precision=opts.attention_precision,
-                    decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=c,
-                    prefill_len=wl.input_tokens)
-    t_iter = plan.pp * br.stage_s
-    tpot = t_iter / a
     chunk = min(float(opts.prefill_chunk_tokens), wl.input_tokens)
+    # prompts arrive in whole chunks: a mixture of iterations with and without one more chunk; with MoE
+    # (per-layer all-to-all over the d ranks) an iteration waits for its slowest rank (I15)
+    mix = scheduling.chunk_mix(c, prompt_tokens=wl.input_tokens, chunk_budget_tokens=opts.prefill_chunk_tokens,
+                               ranks=plan.dp, synchronized=arch.is_moe)
+    base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
+                      attention_precision=opts.attention_precision,
+                      decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
+                      prefill_len=wl.input_tokens)
+    with_chunk = stage_time(arch, cluster, plan, precision=opts.precision,
+                            kv_precision_bytes=kv_bytes(opts.kv_precision), attention_precision=opts.attention_precision,
+                            decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
+                            prefill_len=wl.input_tokens,
+                            routed_tokens_per_rank=scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp))
+    br = scheduling.expected_breakdown(mix, base, with_chunk)
+    # m sequential draft passes of the decoding sequences on the last stage after each verify pass (I14)
+    draft = m * draft_pass_time(arch, cluster, plan, precision=opts.precision,
+                                kv_precision_bytes=kv_bytes(opts.kv_precision),
+                                attention_precision=opts.attention_precision, decode_seqs=b,
+                                context_tokens=ctx).stage_s if m else 0.0
+    br = replace(br, draft_s=draft * np.ones_like(br.stage_s)) if m else br
+    t_iter = plan.pp * (br.stage_s + draft)
+    tpot = t_iter / a
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.input_tokens)
-    ttft = np.ceil(wl.input_tokens / chunk) * plan.pp * burst.stage_s
+    ttft = np.ceil(wl.input_tokens / chunk) * plan.pp * (burst.stage_s + draft)
     chips = plan.chips_per_instance
     out = plan.batch * a / t_iter / chips
     pre = out * wl.input_tokens / wl.output_tokens
     # continuous batching: sequences are spread evenly over their output, so the mean KV length is I + O/2
-    mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m) + c, usable_fraction)
+    mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m) + mix.burst_tokens, usable_fraction)  # largest forward
     return Evaluation(plan, br, mem, ttft, tpot, pre, out, mem.fits & _slo_ok(slo, ttft, tpot))
 
 
@@ -169,7 +188,13 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
-    t_step = plan.pp * br.stage_s
+    # m sequential draft passes on the last stage after each verify pass (I14)
+    draft = m * draft_pass_time(arch, cluster, plan, precision=opts.precision,
+                                kv_precision_bytes=kv_bytes(opts.kv_precision),
+                                attention_precision=opts.attention_precision, decode_seqs=b,
+                                context_tokens=ctx).stage_s if m else 0.0
+    br = replace(br, draft_s=draft * np.ones_like(br.stage_s)) if m else br
+    t_step = plan.pp * (br.stage_s + draft)
     tpot = t_step / a
     out = plan.batch * a / t_step / plan.chips_per_instance
     mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m), usable_fraction)

@@ -18,6 +18,10 @@ so decode GEMMs at small batch are weight-read bound and prefill GEMMs compute b
 separate switch. MoE: a chip holds ceil(E/ep) expert slots; of those, a fraction
 1 - (1 - k/E)^(T_g) is hit by the T_g tokens of the stage group (uniform routing), and only hit
 experts' weights are read (I7).
+
+:func:`draft_pass_time` prices one sequential MTP / draft-model pass (I14) with the same per-layer
+pieces (``_layer_gemms_s``, ``_attention_core_s``, ``_layer_comm_s``) that :func:`stage_time` sums
+over its layers; the serving step adds m of them on the last stage after the verify pass.
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ class StageBreakdown:
     exposed_comm_s: np.ndarray  # communication not hidden behind compute
     stage_s: np.ndarray  # the stage's time for one micro-batch
     overlap_applied: np.ndarray | None = None  # two-micro-batch overlap in effect (needs >= 2 tokens per rank)
+    draft_s: np.ndarray | None = None  # m sequential draft passes per step on the last stage (I14); None: not priced
 
     def row(self, i: int) -> dict:
-        return {k: float(np.asarray(v)[i]) for k, v in self.__dict__.items() if k != "overlap_applied"}
+        return {k: float(np.asarray(v)[i]) for k, v in self.__dict__.items()
+                if k != "overlap_applied" and v is not None}
 
 
 def _layers_per_stage(arch: ServingArch, pp: np.ndarray):
@@ -59,51 +65,117 @@ def _layers_per_stage(arch: ServingArch, pp: np.ndarray):
     return per - moe, moe
 
 
+def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, precision: str, wb: float, routed_ratio=1.0):
+    """GEMM seconds of ONE layer's parts on one chip for ``q_tok`` tokens per attention-DP rank (I4):
+    (attention projections, dense FFN, MoE FFN = router + shared experts + the hit routed experts).
+    A part the model lacks is 0. Dense FFN and shared experts are TP-split over t and replicated over
+    the d attention-DP ranks; a chip holds ceil(E/ep) expert slots, of which a fraction
+    1 - (1 - k/E)^(T_g) is hit by the T_g = q d tokens of the expert group (uniform routing), each with
+    T_g k / (ep ceil(E/ep) h) tokens. ``routed_ratio``: the group's mean routed tokens per rank over this
+    rank's (I15)."""
+    from supernode import workload
+    from supernode.workload import shapes
+
+    m = arch.model
+    t, d = plan.tp.astype(float), plan.dp.astype(float)
+    e = plan.ep.astype(float)
+    etp = plan.expert_tp.astype(float)
+    attn = kernels.gemms_s(chip, eff, shapes.attention_gemms(m, q_tok, t), precision, wb)
+    dense_ffn = moe_ffn = 0.0
+    if arch.dense_layers:  # dense FFN: TP over t, replicated over attention-DP ranks (SGLang "dense FFN DP")
+        dense_ffn = kernels.gemms_s(chip, eff, shapes.mlp_gemms(m, q_tok, m.ffn, t), precision, wb)
+    if arch.is_moe:
+        E, k = float(arch.experts), float(arch.experts_per_token)
+        slots = np.ceil(E / e)
+        tokens_group = q_tok * d * routed_ratio
+        hit = 1.0 - (1.0 - k / E) ** tokens_group
+        tok_per_hit = np.where(hit > 0, tokens_group * k / (e * slots) / np.maximum(hit, 1e-30), 0.0)
+        g = [workload.Gemm("router", q_tok * d / (t * d), E, m.hidden)]
+        if m.moe.shared_experts:  # shared experts: like the dense FFN (TP over t, replicated over DP)
+            g += shapes.mlp_gemms(m, q_tok, m.moe.shared_experts * m.moe.expert_ffn, t)
+        g += shapes.mlp_gemms(m, tok_per_hit, m.moe.expert_ffn, etp, slots * hit, "expert", "expert")
+        moe_ffn = kernels.gemms_s(chip, eff, g, precision, wb)
+    return attn, dense_ffn, moe_ffn
+
+
+def _lm_head_s(arch: ServingArch, chip, eff, tokens, tp, precision: str, wb: float):
+    """The output head D -> V for ``tokens`` tokens, vocabulary split t ways (I4)."""
+    from supernode import workload
+
+    return kernels.gemms_s(chip, eff, [workload.lm_head_gemm(arch.model, tokens, tp)], precision, wb)
+
+
+def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_tokens, context_tokens,
+                      prefill_tokens, prefill_len, kv_precision_bytes: float, attn_precision: str):
+    """Attention core of ONE layer on one chip (I4, I7): ``decode_tokens`` query tokens of
+    ``decode_seqs`` sequences over their ``context_tokens`` KV (absorbed MLA widths), plus causal prefill
+    of ``prefill_tokens`` tokens from prompts of ``prefill_len``; query heads split over t, the KV cache
+    over min(t, K) (MHA/GQA) or not at all (MLA latent)."""
+    from supernode import workload
+
+    heads_split = tp  # query heads are split over TP (MLA too)
+    kv_split = np.minimum(tp, arch.kv_heads) if arch.attention != "mla" else np.ones_like(tp)
+    ctx = np.asarray(context_tokens, dtype=float)
+    flops_dec = 2.0 * decode_tokens * ctx * arch.heads * (arch.decode_qk_dim + arch.decode_v_dim) / heads_split
+    flops_pre = workload.attention_core_flops(arch.model, prefill_tokens, np.asarray(prefill_len, float), True,
+                                              heads_split)
+    kv_read = decode_seqs * ctx * arch.kv_elements_per_token_per_layer * kv_precision_bytes / kv_split
+    return kernels.attention_s(chip, eff, flops_dec + flops_pre, kv_read, attn_precision)
+
+
+def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, precision: str, ceff):
+    """Collectives of ONE layer for ``q`` tokens per attention-DP rank (I5): (one all-reduce of q D
+    BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine all-to-all over
+    the stage's chips, q/t k D each way, 0 for a dense model). The caller zeroes the all-to-all on one chip."""
+    ab = ACTIVATION_BYTES
+    D = float(arch.hidden)
+    ar = np.where(plan.tp > 1, coll.all_reduce_s(cluster, q * D * ab, plan.tp, 1, ceff), 0.0)
+    a2a = 0.0
+    if arch.is_moe:
+        k = float(arch.experts_per_token)
+        per_chip_tokens = q / plan.tp.astype(float)
+        grp = plan.stage_chips
+        disp = coll.all_to_all_s(cluster, per_chip_tokens * k * D * dispatch_bytes(precision), grp, 1, ceff)
+        comb = coll.all_to_all_s(cluster, per_chip_tokens * k * D * ab, grp, 1, ceff)
+        a2a = disp + comb
+    return ar, a2a
+
+
 def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, precision: str, kv_precision_bytes: float,
                decode_seqs, context_tokens, query_tokens=1.0, prefill_tokens=0.0, prefill_len=0.0,
-               attention_precision: str | None = None) -> StageBreakdown:
+               attention_precision: str | None = None, routed_tokens_per_rank=None) -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
     their mean KV length; ``query_tokens``: tokens per sequence per step (1 + draft tokens);
     ``prefill_tokens``: prompt tokens per attention-DP rank in this micro-batch, from prompts of
-    ``prefill_len`` tokens (mean attended context prefill_len / 2, causal)."""
-    from supernode import workload
-    from supernode.workload import shapes
-
-    m = arch.model
+    ``prefill_len`` tokens (mean attended context prefill_len / 2, causal).
+    ``routed_tokens_per_rank``: mean tokens per attention-DP rank that reach the routed experts, when the
+    ranks of the expert group carry unequal loads (I15: one rank prefilling a chunk while the others only
+    decode); the time is that of the rank with ``decode_seqs`` and ``prefill_tokens``, the routed-expert GEMMs
+    see the group's total. Default: every rank carries the same tokens."""
     chip = cluster.chip
-    t, d, p = plan.tp.astype(float), plan.dp.astype(float), plan.pp.astype(float)
-    e = plan.ep.astype(float)
-    etp = plan.expert_tp.astype(float)
+    t, p = plan.tp.astype(float), plan.pp.astype(float)
     wb = weight_bytes(precision)
     n_dec = np.asarray(decode_seqs, dtype=float)
     q_dec = n_dec * np.asarray(query_tokens, dtype=float)
     q_pre = np.asarray(prefill_tokens, dtype=float)
     q = q_dec + q_pre  # tokens per attention rank
+    routed_ratio = (1.0 if routed_tokens_per_rank is None
+                    else np.asarray(routed_tokens_per_rank, float) / np.maximum(q, 1e-30))  # group mean / this rank
     dense_l, moe_l = _layers_per_stage(arch, plan.pp)
     last_stage = 1.0  # the LM head sits on the last stage; the slowest stage is taken to carry it
     eff = kernels.efficiency(cluster)
     ceff = kernels.collective_efficiency(cluster, eff)
 
     def gemm_time(q_tok):
-        attn = kernels.gemms_s(chip, eff, shapes.attention_gemms(m, q_tok, t), precision, wb)
+        attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q_tok, precision, wb, routed_ratio)
         tot = attn * (dense_l + moe_l)
-        if arch.dense_layers:  # dense FFN: TP over t, replicated over attention-DP ranks (SGLang "dense FFN DP")
-            tot = tot + dense_l * kernels.gemms_s(chip, eff, shapes.mlp_gemms(m, q_tok, m.ffn, t), precision, wb)
+        if arch.dense_layers:
+            tot = tot + dense_l * dense_ffn
         if arch.is_moe:
-            E, k = float(arch.experts), float(arch.experts_per_token)
-            slots = np.ceil(E / e)
-            tokens_group = q_tok * d
-            hit = 1.0 - (1.0 - k / E) ** tokens_group
-            tok_per_hit = np.where(hit > 0, tokens_group * k / (e * slots) / np.maximum(hit, 1e-30), 0.0)
-            g = [workload.Gemm("router", q_tok * d / (t * d), E, m.hidden)]
-            if m.moe.shared_experts:  # shared experts: like the dense FFN (TP over t, replicated over DP)
-                g += shapes.mlp_gemms(m, q_tok, m.moe.shared_experts * m.moe.expert_ffn, t)
-            g += shapes.mlp_gemms(m, tok_per_hit, m.moe.expert_ffn, etp, slots * hit, "expert", "expert")
-            tot = tot + moe_l * kernels.gemms_s(chip, eff, g, precision, wb)
-        lm = kernels.gemms_s(chip, eff, [workload.lm_head_gemm(m, n_dec * np.asarray(query_tokens, float) + 0 * q_tok, t)],
-                             precision, wb)
+            tot = tot + moe_l * moe_ffn
+        lm = _lm_head_s(arch, chip, eff, n_dec * np.asarray(query_tokens, float) + 0 * q_tok, t, precision, wb)
         return tot + last_stage * lm
 
     # two-micro-batch overlap needs at least two sequences (or prompt tokens) per rank to split
@@ -114,29 +186,18 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
 
     # attention core: decode tokens over their context (absorbed MLA dims), prefill tokens causal
     layers = dense_l + moe_l
-    heads_split = t  # query heads are split over TP (MLA too)
-    kv_split = np.minimum(t, arch.kv_heads) if arch.attention != "mla" else np.ones_like(t)
-    ctx = np.asarray(context_tokens, dtype=float)
-    flops_dec = 2.0 * q_dec * ctx * arch.heads * (arch.decode_qk_dim + arch.decode_v_dim) / heads_split
-    flops_pre = workload.attention_core_flops(m, q_pre, np.asarray(prefill_len, float), True, heads_split)
-    kv_read = n_dec * ctx * arch.kv_elements_per_token_per_layer * kv_precision_bytes / kv_split
     attn_prec = attention_precision or default_attention_precision(chip)
-    attention_s = layers * kernels.attention_s(chip, eff, flops_dec + flops_pre, kv_read, attn_prec)
+    attention_s = layers * _attention_core_s(arch, chip, eff, t, n_dec, q_dec, context_tokens, q_pre, prefill_len,
+                                             kv_precision_bytes, attn_prec)
 
     # communication (I5)
-    ab = ACTIVATION_BYTES
-    D = float(arch.hidden)
-    ar = np.where(t > 1, coll.all_reduce_s(cluster, q * D * ab, plan.tp, 1, ceff), 0.0)
+    ar, a2a = _layer_comm_s(arch, cluster, plan, q, precision, ceff)
     grp = plan.stage_chips
     tp_comm = 2.0 * ar * layers  # after attention and after the FFN / shared experts
     moe_comm = np.zeros_like(tp_comm)
     if arch.is_moe:
-        k = float(arch.experts_per_token)
-        per_chip_tokens = q / t
-        disp = coll.all_to_all_s(cluster, per_chip_tokens * k * D * dispatch_bytes(precision), grp, 1, ceff)
-        comb = coll.all_to_all_s(cluster, per_chip_tokens * k * D * ab, grp, 1, ceff)
-        moe_comm = np.where(grp > 1, moe_l * (disp + comb), 0.0)
-    pp_comm = np.where(p > 1, coll.p2p_s(cluster, q * D * ab / t, grp + 1, ceff), 0.0)
+        moe_comm = np.where(grp > 1, moe_l * a2a, 0.0)
+    pp_comm = np.where(p > 1, coll.p2p_s(cluster, q * float(arch.hidden) * ACTIVATION_BYTES / t, grp + 1, ceff), 0.0)
 
     comm = tp_comm + moe_comm
     local = gemm_s + attention_s
@@ -151,3 +212,64 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
                           pp_comm_s=pp_comm, exposed_comm_s=exposed, stage_s=stage + pp_comm,
                           overlap_applied=np.broadcast_to(overlap, np.shape(stage)))
+
+
+DRAFT_EXTRA_KERNELS = 4  # per draft pass besides the block's own: embedding gather, enorm, hnorm, the head's norm (I14)
+
+
+def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, precision: str,
+                    kv_precision_bytes: float, decode_seqs, context_tokens,
+                    attention_precision: str | None = None) -> StageBreakdown:
+    """Time of ONE sequential draft pass of multi-token prediction (MTP) on every plan (I14).
+
+    DeepSeek-V3 MTP as served by TensorRT-LLM (one MTP module run m times autoregressively) and SGLang
+    (EAGLE worker, ``speculative_num_steps`` = m): after each verify pass the module runs m times, one new
+    token per decoding sequence each time. A pass is the embedding lookup, two RMSNorms, the projection
+    [h; e] (2D) -> D, ONE transformer block of the model's shape (MoE if the model has MoE layers) and the
+    shared output head, on the last pipeline stage (its chips hold the module), after the verify pass:
+
+        T_draft = sum_gemm roofline(block GEMMs at b tokens) + roofline(projection, BF16, split over t)
+                  + roofline(LM head) + (aux kernels of one layer + 4) t_floor
+                  + attention core of one layer over the context
+                  + (2 + [t > 1]) AllReduce(b D 2, t) + [MoE, > 1 chip] (dispatch + combine)
+
+    with b = ``decode_seqs`` sequences per attention-DP rank, every piece priced by the same per-layer
+    functions as :func:`stage_time` (I4, I5, I7, I13). The projection stays BF16 and is row-parallel over t
+    with its own all-reduce (TensorRT-LLM ``DeepseekV3MTP.eh_proj``; replicated, no all-reduce, under
+    attention DP where t = 1). No two-micro-batch overlap and no pipeline send (a pass is tiny and runs on
+    one stage). A model without MTP modules is priced the same way: an EAGLE-style one-layer draft head of
+    the target's layer shape (an assumption the search states). Not priced: the draft's sampling / top-k
+    kernel, the gather of TP-split logits (neither is priced for the main model either), and the first
+    pass's re-reading of the accepted tokens (at small batch it is bound by weight reads either way)."""
+    from supernode import workload
+
+    chip = cluster.chip
+    t = plan.tp.astype(float)
+    wb = weight_bytes(precision)
+    n_dec = np.asarray(decode_seqs, dtype=float)
+    q = n_dec * np.ones_like(t)  # one token per sequence and pass
+    eff = kernels.efficiency(cluster)
+    ceff = kernels.collective_efficiency(cluster, eff)
+    moe_block = arch.is_moe  # DeepSeek-V3's MTP block is a MoE block (its paper, sec. 2.2)
+
+    attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q, precision, wb)
+    proj_prec = default_attention_precision(chip)  # the chip's 16-bit rate (BF16, else FP16)
+    proj = kernels.gemms_s(chip, eff, [workload.Gemm("mtp_projection", q, arch.hidden, 2.0 * arch.hidden / t)],
+                           proj_prec, weight_bytes(proj_prec))
+    lm = _lm_head_s(arch, chip, eff, q, t, precision, wb)
+    aux = (kernels.aux_kernels_s(eff, 0.0 if moe_block else 1.0, 1.0 if moe_block else 0.0)
+           + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
+    gemm_s = attn + (moe_ffn if moe_block else dense_ffn) + proj + lm + aux
+
+    attn_prec = attention_precision or default_attention_precision(chip)
+    attention_s = _attention_core_s(arch, chip, eff, t, n_dec, q, context_tokens, 0.0, 0.0, kv_precision_bytes,
+                                    attn_prec)
+
+    ar, a2a = _layer_comm_s(arch, cluster, plan, q, precision, ceff)
+    tp_comm = 3.0 * ar  # after the projection, after attention, after the FFN / shared experts
+    moe_comm = np.where(plan.stage_chips > 1, a2a, 0.0) if moe_block else np.zeros_like(tp_comm)
+    comm = tp_comm + moe_comm
+    zero = np.zeros_like(comm)
+    return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
+                          pp_comm_s=zero, exposed_comm_s=comm, stage_s=gemm_s + attention_s + comm,
+                          overlap_applied=np.zeros(np.shape(comm), dtype=bool))

@@ -60,7 +60,8 @@ def predict(catalog: Catalog, case: dict) -> float:
         r = search(catalog, x["model"], x["system"], x.get("chips"),
                    workload=Workload(x["input_tokens"], x["output_tokens"]), precision=x["precision"],
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
-                   attention_precision=x.get("attention_precision"))
+                   attention_precision=x.get("attention_precision"),
+                   **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}))
         return r["colocated"]["decode_tokens_per_s"]
     raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
 
