@@ -139,6 +139,19 @@ def kv_handover_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, wl: W
     return coll.p2p_s(cluster, size, np.full(len(plan), cluster.chips))
 
 
+def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_seqs, context_tokens):
+    """The m sequential draft passes of the decoding sequences on the last stage after each verify
+    pass (I14): (``br`` with ``draft_s`` set, draft seconds per micro-batch); (``br``, 0) without MTP."""
+    m = opts.draft_tokens
+    if not m:
+        return br, 0.0
+    draft = m * draft_pass_time(arch, cluster, plan, precision=opts.precision,
+                                kv_precision_bytes=kv_bytes(opts.kv_precision),
+                                attention_precision=opts.attention_precision, decode_seqs=decode_seqs,
+                                context_tokens=context_tokens).stage_s
+    return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
+
+
 def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float) -> Evaluation:
     a, m = opts.acceptance_length, opts.draft_tokens
     b = _per_rank(plan)
@@ -159,12 +172,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                             prefill_len=wl.input_tokens,
                             routed_tokens_per_rank=scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp))
     br = scheduling.expected_breakdown(mix, base, with_chunk)
-    # m sequential draft passes of the decoding sequences on the last stage after each verify pass (I14)
-    draft = m * draft_pass_time(arch, cluster, plan, precision=opts.precision,
-                                kv_precision_bytes=kv_bytes(opts.kv_precision),
-                                attention_precision=opts.attention_precision, decode_seqs=b,
-                                context_tokens=ctx).stage_s if m else 0.0
-    br = replace(br, draft_s=draft * np.ones_like(br.stage_s)) if m else br
+    br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
     t_iter = plan.pp * (br.stage_s + draft)
     tpot = t_iter / a
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
@@ -188,12 +196,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
-    # m sequential draft passes on the last stage after each verify pass (I14)
-    draft = m * draft_pass_time(arch, cluster, plan, precision=opts.precision,
-                                kv_precision_bytes=kv_bytes(opts.kv_precision),
-                                attention_precision=opts.attention_precision, decode_seqs=b,
-                                context_tokens=ctx).stage_s if m else 0.0
-    br = replace(br, draft_s=draft * np.ones_like(br.stage_s)) if m else br
+    br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
     t_step = plan.pp * (br.stage_s + draft)
     tpot = t_step / a
     out = plan.batch * a / t_step / plan.chips_per_instance
