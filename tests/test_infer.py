@@ -1,11 +1,10 @@
 """Inference model: hand-checkable numbers, memory verdict, SLO filtering, properties."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hw_variants import faster_variants
 
 from supernode.catalog import load_catalog
 from supernode.errors import UsageError
@@ -115,11 +114,7 @@ def test_mtp_acceptance_raises_throughput():
 def test_more_memory_bandwidth_or_flops_never_slower(scale, batch, ctx):
     arch = serving_arch(CAT, "mixtral-8x7b")
     cl = resolve_cluster(CAT, "h100", 8)
-    chip = cl.chip
-    faster = [replace(cl, chip=replace(chip, memory_bandwidth_bytes_per_s=chip.memory_bandwidth_bytes_per_s * scale)),
-              replace(cl, chip=replace(chip, peak_flop_per_s={k: v * scale for k, v in chip.peak_flop_per_s.items()})),
-              replace(cl, tiers=tuple(replace(t, bandwidth_bytes_per_s=t.bandwidth_bytes_per_s * scale)
-                                      for t in cl.tiers))]
+    faster = faster_variants(cl, scale)
     plan = PlanGrid(tp=np.array([1, 2, 8, 2]), pp=np.array([1, 1, 1, 2]), dp=np.array([1, 4, 1, 2]),
                     ep=np.array([1, 8, 8, 4]), batch=batch, overlap=np.array([0, 1, 0, 1]))
     kw = dict(precision="fp8", kv_precision_bytes=2, decode_seqs=batch, context_tokens=ctx, prefill_tokens=64,

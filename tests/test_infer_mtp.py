@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hw_variants import faster_variants
 
 from supernode import workload
 from supernode.catalog import load_catalog
@@ -142,11 +143,7 @@ def test_tpot_with_mtp_exceeds_accounting_without_draft_cost(monkeypatch):
 @given(scale=st.floats(1.0, 4.0), batch=st.sampled_from([1, 8, 64]), ctx=st.sampled_from([256, 4096]))
 def test_more_bandwidth_or_flops_never_makes_a_draft_pass_slower(scale, batch, ctx):
     cl = resolve_cluster(CAT, "h200", 16)
-    chip = cl.chip
-    faster = [replace(cl, chip=replace(chip, memory_bandwidth_bytes_per_s=chip.memory_bandwidth_bytes_per_s * scale)),
-              replace(cl, chip=replace(chip, peak_flop_per_s={k: v * scale for k, v in chip.peak_flop_per_s.items()})),
-              replace(cl, tiers=tuple(replace(t, bandwidth_bytes_per_s=t.bandwidth_bytes_per_s * scale)
-                                      for t in cl.tiers))]
+    faster = faster_variants(cl, scale)
     plan = PlanGrid(tp=np.array([1, 8, 4]), pp=np.array([1, 1, 2]), dp=np.array([16, 1, 2]), ep=np.array([16, 8, 8]),
                     batch=batch, overlap=0)
     kw = dict(precision="fp8", kv_precision_bytes=1.0, decode_seqs=batch, context_tokens=ctx)

@@ -19,7 +19,7 @@ from supernode import units
 from supernode.catalog.loader import Catalog
 from supernode.catalog.schema import PRECISIONS, Chip, Quantity
 from supernode.errors import UsageError
-from supernode.hardware import per_chip_per_direction, si, system_chip_count
+from supernode.hardware import per_chip_per_direction, si
 
 COMPARE_PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8")
 

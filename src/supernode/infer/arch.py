@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supernode.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class MemoryVerdict:
 
 
 def weights_bytes_per_chip(arch: ServingArch, plan: PlanGrid, bytes_per_weight: float) -> np.ndarray:
-    t, d, p = plan.tp.astype(float), plan.dp.astype(float), plan.pp.astype(float)
+    t, p = plan.tp.astype(float), plan.pp.astype(float)
     per = np.ceil(arch.layers / p)
     moe_l = per * arch.moe_layers / arch.layers
     dense_l = per - moe_l
@@ -68,7 +68,7 @@ def kv_bytes_per_sequence_per_chip(arch: ServingArch, plan: PlanGrid, context_to
 
 
 def activation_bytes_per_chip(arch: ServingArch, plan: PlanGrid, tokens_per_rank) -> np.ndarray:
-    t, d = plan.tp.astype(float), plan.dp.astype(float)
+    t = plan.tp.astype(float)
     ffn = max(arch.dense_ffn_params_per_layer, arch.experts_per_token * arch.expert_params) / (3.0 * arch.hidden)
     tok = np.asarray(tokens_per_rank, float)
     return tok * (2.0 * arch.hidden + 2.0 * ffn / t) * ACTIVATION_BYTES

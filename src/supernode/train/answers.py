@@ -32,7 +32,6 @@ def _units_for(catalog: Catalog, on: str) -> int:
 
 def training_answers(catalog: Catalog) -> str:
     """Markdown: time, chip-hours, energy and best plan to pretrain DeepSeek-V3 on 14.8T tokens."""
-    from supernode import units
     from supernode.train.api import train_plans
     from supernode.train.plan import TrainWorkload
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from supernode.workload.model import ModelSpec
 
 ArrayLike = Any  # float | int | np.ndarray
