@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         ep_dispatch: str = typer.Option("all-to-all", "--ep-dispatch", help="MoE dispatch/combine: all-to-all "
                                         "(every expert copy sent to its chip) or dedup (once per remote scale-up "
                                         "domain, forwarded inside it: DeepEP; uses the model's group-limited routing)."),
+        cp_comm: str = typer.Option("ring", "--cp-comm", help="Context-parallel attention: ring (K/V passed around "
+                                    "the CP ring behind the attention core) or all-gather (K/V all-gathered, dK/dV "
+                                    "reduce-scattered, exposed; Llama 3)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output (SI units)."),
         allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
                                                   "hardware that buyer cannot obtain on --date."),
@@ -64,7 +67,7 @@ def register(app: typer.Typer) -> None:
         result = train_plans(cat, model, on, chips=chips, precision=precision, seq_len=seq_len,
                              global_batch=global_batch, tokens=tokens, top=top, fixed=fixed,
                              grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule,
-                             pipeline_split=pipeline_split, ep_dispatch=ep_dispatch)
+                             pipeline_split=pipeline_split, ep_dispatch=ep_dispatch, cp_comm=cp_comm)
         if allowed_notes:
             result["allowed_for"] = {"country": allowed_for.upper(), "date": date, "notes": allowed_notes}
         if as_json:

@@ -24,7 +24,8 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
                 seq_len: int = 4096, global_batch: int | None = None, tokens: float | None = None, top: int = 3,
                 fixed: dict[str, Any] | None = None, workload: TrainWorkload | None = None,
                 grad_dtype: str = "fp32", param_dtype: str = "bf16", schedule: str = "1f1b",
-                pipeline_split: str = "uniform", ep_dispatch: str = "all-to-all") -> dict[str, Any]:
+                pipeline_split: str = "uniform", ep_dispatch: str = "all-to-all",
+                cp_comm: str = "ring") -> dict[str, Any]:
     """Search the best plans of ``model`` on ``on`` (system or chip id) and return them with their
     breakdowns, memory, fit, and (with ``tokens``) time, chip-hours and energy."""
     m = load_model(catalog, model)
@@ -34,7 +35,7 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
         B = global_batch or max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
         workload = TrainWorkload(global_batch=B, seq_len=seq_len, precision=precision, tokens=tokens,
                                  grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule,
-                                 pipeline_split=pipeline_split, ep_dispatch=ep_dispatch)
+                                 pipeline_split=pipeline_split, ep_dispatch=ep_dispatch, cp_comm=cp_comm)
     res = search(m, cluster, workload, fixed=fixed, top=top)
     plans = []
     for i in range(len(res)):
@@ -68,7 +69,7 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
                      "precision": workload.precision, "tokens": workload.tokens,
                      "grad_dtype": workload.grad_dtype, "param_dtype": workload.param_dtype,
                      "schedule": workload.schedule, "pipeline_split": workload.pipeline_split,
-                     "ep_dispatch": workload.ep_dispatch},
+                     "ep_dispatch": workload.ep_dispatch, "cp_comm": workload.cp_comm},
         "search": {"evaluated": res.evaluated, "fitting": res.fitting},
         "plans": plans,
         "assumptions": assumptions,

@@ -208,10 +208,17 @@ def layers_in_flight(m: ModelSpec, p: Any, v: Any, d: Any, b: Any, global_batch:
     return rank0
 
 
-def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable: dict[str, float]) -> Any:
-    """DP gradient buckets, the TP all-gather buffer and (MoE) the EP dispatch/combine buffers (T8)."""
+def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable: dict[str, float],
+                      cp_comm: str = "ring") -> Any:
+    """DP gradient buckets, the TP all-gather buffer, (MoE) the EP dispatch/combine buffers and, with
+    all-gather CP, one layer's gathered K/V and its gradient (T8)."""
     tokens = b * seq_len / c
     buffers = usable.get("dp_bucket_bytes", 0.0) + 2.0 * tokens * m.hidden * 2.0  # DP buckets + TP gather
+    if cp_comm == "all-gather":  # the whole sequence's K, V (and dK, dV in the backward) of one layer, bf16
+        from supernode.workload.shapes import attention_dims
+
+        kv_width = m.heads * sum(attention_dims(m)) if m.mla else 2 * m.kv_heads * m.d_head
+        buffers = buffers + np.where(c > 1, 2.0 * b * seq_len * kv_width / t * 2.0, 0.0)
     if m.moe is not None:
         buffers = buffers + 2.0 * tokens / t * m.moe.active_experts * m.hidden * 2.0  # EP dispatch/combine
     return buffers
@@ -219,7 +226,8 @@ def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable
 
 def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precision: str,
                     usable: dict[str, float], attention_kernel: str = "flash", grad_bytes: float = 4.0,
-                    param_bytes: float = 2.0, schedule: str = "1f1b", pipeline_split: str = "uniform") -> MemoryBreakdown:
+                    param_bytes: float = 2.0, schedule: str = "1f1b", pipeline_split: str = "uniform",
+                    cp_comm: str = "ring") -> MemoryBreakdown:
     """Memory per chip (bytes) of a (vectorized) plan (T6-T8). ``grad_bytes``: 4 for fp32 main
     gradients (Megatron-LM default), 2 for bf16 gradient buffers (NeMo/MLPerf
     ``grad_reduce_in_fp32=False``); ``param_bytes``: 2 for bf16 weights, 1 for fp8 parameters.
@@ -233,5 +241,5 @@ def memory_per_chip(m: ModelSpec, plan, seq_len: int, global_batch: int, precisi
     acts = per_layer * layers_in_flight(m, p, v, d, b, global_batch, schedule, pipeline_split)
     acts = acts + recompute_buffer
     acts = acts + logits
-    buffers = comm_buffer_bytes(m, t, c, b, seq_len, usable)
+    buffers = comm_buffer_bytes(m, t, c, b, seq_len, usable, cp_comm)
     return MemoryBreakdown(weights, grads, optim, acts, buffers + 0.0 * t)

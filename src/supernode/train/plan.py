@@ -39,6 +39,10 @@ class TrainWorkload:
     # MoE dispatch/combine: "all-to-all" (every expert copy sent to its chip, NCCL all-to-all) or "dedup"
     # (once per remote scale-up domain, forwarded inside it: DeepEP, DeepSeek-V3 sec. 3.2.2)
     ep_dispatch: str = "all-to-all"
+    # context-parallel attention: "ring" (K/V blocks passed around the CP ring, hidden behind the attention
+    # core) or "all-gather" (K and V all-gathered before the local attention, dK/dV reduce-scattered after
+    # it, exposed on the critical path: Llama 3 sec. 3.3.2)
+    cp_comm: str = "ring"
 
     def __post_init__(self) -> None:
         from supernode.errors import UsageError
@@ -53,6 +57,8 @@ class TrainWorkload:
             raise UsageError(f"--pipeline-split: expected uniform or balanced, got {self.pipeline_split!r}")
         if self.ep_dispatch not in ("all-to-all", "dedup"):
             raise UsageError(f"--ep-dispatch: expected all-to-all or dedup, got {self.ep_dispatch!r}")
+        if self.cp_comm not in ("ring", "all-gather"):
+            raise UsageError(f"--cp-comm: expected ring or all-gather, got {self.cp_comm!r}")
         if self.pipeline_split == "balanced" and self.schedule == "dualpipe":
             raise UsageError("--pipeline-split: balanced is modelled for the 1f1b schedules only, not dualpipe")
 

@@ -343,10 +343,17 @@ def _layer_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Effi
 
     # ---- CP (T3): ring attention passes K,V blocks c-1 times; hidden behind the attention core
     kv_width = (m.heads * sum(_dims(m))) if m.mla else 2 * m.kv_heads * m.d_head
-    a_cp, b_cp = _p2p_affine(cluster, t * c, bw_eff)
-    cp_fwd = (c - 1) * (a_cp * T * kv_width / t * abytes + b_cp)
-    cp_exposed_layer = np.maximum(0.0, cp_fwd - a_d) + np.maximum(0.0, 2 * cp_fwd - 2.5 * a_d)
-    cp_exposed_layer = cp_exposed_layer * (1 + (r >= 2)) * (c > 1)
+    if w.cp_comm == "all-gather":
+        # Llama 3 sec. 3.3.2: K and V all-gathered before the local attention, on the critical path; the
+        # backward gathers them again and reduce-scatters dK, dV (same cost as the gather, C1)
+        a_ag, b_ag = _coll_affine(coll.reduce_scatter_s, cluster, c, t, bw_eff)
+        cp_ag = a_ag * c * T * kv_width / t * abytes + b_ag
+        cp_exposed_layer = cp_ag * (3.0 + (r >= 2)) * (c > 1)
+    else:
+        a_cp, b_cp = _p2p_affine(cluster, t * c, bw_eff)
+        cp_fwd = (c - 1) * (a_cp * T * kv_width / t * abytes + b_cp)
+        cp_exposed_layer = np.maximum(0.0, cp_fwd - a_d) + np.maximum(0.0, 2 * cp_fwd - 2.5 * a_d)
+        cp_exposed_layer = cp_exposed_layer * (1 + (r >= 2)) * (c > 1)
 
     # ---- EP (T3): dispatch + combine all-to-all per MoE layer per pass, group e at stride t·c
     if m.moe_layers:
@@ -396,7 +403,7 @@ def _layer_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Effi
     hw_flops = 3.0 * fpt * tokens + rc_flops * tokens
 
     act_layer, act_recompute, act_logits = layer_activation_bytes(m, t, c, b, r, s, prec, w.attention_kernel)
-    buffers = comm_buffer_bytes(m, t, c, b, s, eff.memory)
+    buffers = comm_buffer_bytes(m, t, c, b, s, eff.memory, w.cp_comm)
     n = L.size
     return SimpleNamespace(
         work=_per_group(work, n), work_head=_per_group(work + head_f + head_b, n),

@@ -45,6 +45,7 @@ class CaseInputs(Strict):
     schedule: Literal["1f1b", "dualpipe"] = "1f1b"
     pipeline_split: Literal["uniform", "balanced"] = "uniform"
     ep_dispatch: Literal["all-to-all", "dedup"] = "all-to-all"
+    cp_comm: Literal["ring", "all-gather"] = "ring"
     plan: dict[str, Any] = {}
 
 
@@ -106,7 +107,7 @@ def run_case(catalog: Catalog, case: Case) -> CaseResult:
     cluster = resolve_cluster(catalog, i.on, i.chips)
     w = TrainWorkload(i.global_batch, i.seq_len, i.precision, attention_kernel=i.attention_kernel,
                       grad_dtype=i.grad_dtype, param_dtype=i.param_dtype, schedule=i.schedule,
-                      pipeline_split=i.pipeline_split, ep_dispatch=i.ep_dispatch)
+                      pipeline_split=i.pipeline_split, ep_dispatch=i.ep_dispatch, cp_comm=i.cp_comm)
     res = search(m, cluster, w, fixed=dict(i.plan), top=1)
     row = res.breakdown.row(0)
     step = float(row["step_time_s"])
