@@ -7,6 +7,7 @@ from supernode.workload import (flops_per_token, kv_cache_bytes_per_token, layer
 
 PUBLISHED = {  # id: (total, active, relative tolerance)
     "gpt3-175b": (175e9, None, 0.01),
+    "llama-2-7b": (6_738_415_616, None, 0.0005),
     "llama-2-70b": (68.98e9, None, 0.005),
     "llama-3.1-8b": (8.03e9, None, 0.005),
     "llama-3.1-70b": (70.55e9, None, 0.005),

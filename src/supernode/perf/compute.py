@@ -51,6 +51,8 @@ class EfficiencyFile(Strict):
     roofline_exponent: Factor | None = None  # q of the smooth roofline (default: default.yaml's)
     kernel_floor_s: Factor | None = None  # least time of one kernel (launch, ramp, tail), default.yaml's by default
     attention_peak_fraction: Factor  # fused attention kernel, fraction of the bf16/fp16 dense peak
+    # the same in training (forward + backward, recompute), where it differs: by default attention_peak_fraction
+    attention_training_peak_fraction: Factor | None = None
     memory_bandwidth_fraction: Factor  # achieved / nominal HBM bandwidth for streaming kernels
     collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
     overlap: dict[str, Factor] = {}  # software overlap fractions (default.yaml); see step model
@@ -73,6 +75,13 @@ class Efficiency:
     overlap: dict[str, float]
     memory: dict[str, float]
     assumptions: tuple[str, ...] = field(default_factory=tuple)
+    attention_training_peak_fraction: float | None = None  # None: attention_peak_fraction
+
+    @property
+    def attention_training_fraction(self) -> float:
+        """Fused-attention fraction of peak in training (forward, backward and recompute)."""
+        f = self.attention_training_peak_fraction
+        return self.attention_peak_fraction if f is None else f
 
     def gemm_fraction(self, precision: str) -> float:
         """Large-GEMM fraction of peak at ``precision`` (falls back to bf16, then the smallest known)."""
@@ -123,6 +132,8 @@ def efficiency(family: str) -> Efficiency:
         roofline_exponent=(data.roofline_exponent or default.roofline_exponent).value,
         kernel_floor_s=(data.kernel_floor_s or default.kernel_floor_s).value,
         attention_peak_fraction=data.attention_peak_fraction.value,
+        attention_training_peak_fraction=(data.attention_training_peak_fraction.value
+                                          if data.attention_training_peak_fraction else None),
         memory_bandwidth_fraction=data.memory_bandwidth_fraction.value,
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
         overlap=ov,
@@ -170,14 +181,16 @@ def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: 
 
 
 def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16",
-                     fp8_attention: bool = False) -> ArrayLike:
+                     fp8_attention: bool = False, training: bool = False) -> ArrayLike:
     """Time (s) of fused attention (QK^T, softmax, AV) doing ``flops`` FLOP (K3). FP8 training
     keeps attention in BF16 (Transformer Engine default), so a narrow GEMM precision maps to the
-    bf16 peak unless FP8 attention kernels are asked for (``fp8_attention``, serving)."""
+    bf16 peak unless FP8 attention kernels are asked for (``fp8_attention``, serving). ``training``
+    uses the family's training fraction (forward + backward kernels of training stacks)."""
     narrow = ("fp8", "fp6", "fp4", "int8")
     keep = fp8_attention and precision == "fp8"
     p = "bf16" if precision in narrow and not keep and "bf16" in chip.peak_flop_per_s else precision
-    return flops / (chip.peak(p) * eff.attention_peak_fraction)
+    frac = eff.attention_training_fraction if training else eff.attention_peak_fraction
+    return flops / (chip.peak(p) * frac)
 
 
 def memory_time_s(chip: ChipSpec, eff: Efficiency, bytes_moved: ArrayLike) -> ArrayLike:

@@ -16,7 +16,7 @@ import numpy as np
 
 from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec
-from supernode.perf.compute import efficiency
+from supernode.perf.compute import Efficiency, efficiency
 from supernode.train.plan import RECOMPUTE, Plan, TrainWorkload
 from supernode.train.step import StepBreakdown, estimate, evaluation
 from supernode.workload.model import ModelSpec
@@ -119,7 +119,7 @@ def candidates(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict
 
 
 def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str, Any] | None = None,
-           top: int = 5, chunk: int = 262_144) -> SearchResult:
+           top: int = 5, chunk: int = 262_144, eff: Efficiency | None = None) -> SearchResult:
     """The ``top`` fastest fitting configurations (or, when none fits, the ones needing the least
     memory, flagged ``fits = False``).
 
@@ -128,7 +128,7 @@ def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str
     the step time of the fitting ones only. The k best are taken per ``chunk`` of valid candidates
     (argpartition), then ordered (stable sort)."""
     degrees, others = _grid(m, cluster, w, fixed)
-    eff = efficiency(cluster.chip.family)
+    eff = eff or efficiency(cluster.chip.family)
     ev = evaluation(m, cluster, w, degrees, eff, inner=others)
     ok = ev.valid()
     if not ok.any():

@@ -132,7 +132,7 @@ def _layer_times(m: ModelSpec, kind: str, chip, eff: Efficiency, precision: str,
     if attention_kernel == "unfused":
         t_attn = _unfused_attention_s(m, chip, eff, T, t, s)
     else:
-        t_attn = attention_time_s(chip, eff, attention_core_flops(m, T, s, True, t), precision)
+        t_attn = attention_time_s(chip, eff, attention_core_flops(m, T, s, True, t), precision, training=True)
     # element-wise bytes per token (K4/T1): 2 norms (2D each), 2 residual adds (3D each), RoPE on Q,K,
     # activation function, dropout; x2 bytes (bf16); sequence-parallel: split t ways
     D = m.hidden
