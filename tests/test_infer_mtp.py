@@ -91,7 +91,7 @@ def test_no_draft_tokens_is_bit_identical_to_stage_only_accounting():
                     batch=np.array([8, 16, 64]), overlap=np.array([0, 0, 1]))
     ev = decode(DS, cl, plan, 0, 1.0)
     st = stage_time(DS, cl, plan, precision="fp8", kv_precision_bytes=2.0, decode_seqs=plan.batch / (plan.dp * plan.pp),
-                    context_tokens=2048.0)
+                    context_tokens=2048.0, expert_balance=Options("fp8").expert_balance)
     assert ev.breakdown.draft_s is None and "draft_s" not in ev.breakdown.row(0)
     assert np.array_equal(ev.tpot_s, plan.pp * st.stage_s)
     assert np.array_equal(ev.breakdown.stage_s, st.stage_s)

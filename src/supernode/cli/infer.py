@@ -70,7 +70,11 @@ def _print(res: dict) -> None:
               f"{units.fmt(mem['usable_bytes'], units.BYTES)} usable -> {'fits' if mem['fits'] else 'DOES NOT FIT'}"
               f" (max batch {mem['max_batch']})")
     b = c["breakdown"]
-    con.print("stage time per micro-batch: " + ", ".join(f"{k} {_fmt_s(v)}" for k, v in b.items()))
+    con.print("stage time per micro-batch: " + ", ".join(f"{k} {_fmt_s(v)}" for k, v in b.items()
+                                                         if not k.endswith("_ratio")))
+    if "expert_balance_ratio" in b:
+        con.print(f"expert load ({res['expert_balance']}): most loaded EP rank carries "
+                  f"{b['expert_balance_ratio']:.2f}x the mean routed tokens (I17)")
     if c.get("tokens_per_joule"):
         con.print(f"energy: {c['tokens_per_joule']:.3g} output tokens/J")
     if c.get("usd_per_million_tokens"):
@@ -100,6 +104,10 @@ def register(app: typer.Typer) -> None:
                                                           "kernels: bf16 (default) or fp8 (needs --kv-precision fp8)."),
         prefill_chunk: int = typer.Option(8192, "--prefill-chunk", help="Chunked-prefill token budget per "
                                           "iteration (co-located TTFT)."),
+        expert_balance: str = typer.Option("eplb", "--expert-balance", help="MoE expert-load balancer: eplb "
+                                           "(default; EPLB with redundant experts), none (experts placed by id), "
+                                           "ideal (simulated balanced routing). The most loaded EP rank sets the "
+                                           "step (I17)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
@@ -124,6 +132,7 @@ def register(app: typer.Typer) -> None:
                      slo=SLO(parse_duration(ttft, "--ttft"), parse_duration(tpot, "--tpot")), precision=precision,
                      kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
+                     expert_balance=expert_balance,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch).items()
                             if v is not None}, disaggregated=disaggregated)
         if allowed_notes:

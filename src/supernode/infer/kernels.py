@@ -1,13 +1,16 @@
 """Kernel times for the inference model, all delegated to the shared roofline in
 :mod:`supernode.perf.compute` (per-family achievable efficiencies from ``data/efficiency/``) and
 to :mod:`supernode.perf.collectives`. This module only adapts shapes (``workload.Gemm`` lists)
-and picks the efficiency record; it holds no cost formula of its own."""
+and picks the efficiency record and the measured kernel floors (I13, I18); it holds no cost formula of
+its own."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from supernode.hardware import ChipSpec, ClusterSpec
+from supernode.infer import fixed_costs
+from supernode.perf import collectives as coll
 from supernode.perf import compute
 
 
@@ -52,3 +55,15 @@ def aux_kernels_s(eff: compute.Efficiency, dense_layers, moe_layers) -> np.ndarr
 
 def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.ndarray:
     return compute.tier_bw_efficiency(cluster, eff)
+
+
+def moe_dispatch_s(cluster: ClusterSpec, size_bytes, n, ceff) -> np.ndarray:
+    """One MoE dispatch kernel (I18): alpha_d + the all-to-all's bandwidth term for ``size_bytes`` per chip
+    over ``n`` chips (:func:`supernode.perf.collectives.moe_a2a_kernel_s`; alpha_d from
+    ``data/inference/small-batch-costs.yaml``)."""
+    return coll.moe_a2a_kernel_s(cluster, size_bytes, n, fixed_costs.moe_kernel_floor_s("dispatch"), 1, ceff)
+
+
+def moe_combine_s(cluster: ClusterSpec, size_bytes, n, ceff) -> np.ndarray:
+    """One MoE combine kernel (I18): alpha_c + the all-to-all's bandwidth term."""
+    return coll.moe_a2a_kernel_s(cluster, size_bytes, n, fixed_costs.moe_kernel_floor_s("combine"), 1, ceff)

@@ -28,7 +28,8 @@ When c >= C_b the budget cannot admit prompts as fast as outputs finish; every i
 kept at the mean load c (L = H = c: the even-spread I9 figure, an upper bound for that plan) rather
 than inventing a smaller batch.
 
-Not modelled: expert-load imbalance beyond uniform routing, the ramp-up and drain of a finite run,
+Expert-load imbalance over the EP ranks (I17) enters through ``stage_time``'s ``expert_balance``:
+T(b + H; K̄)'s routed experts see f times the group mean. Not modelled: the ramp-up and drain of a finite run,
 and schedulers that balance prompt chunks across ranks (TensorRT-LLM's ADP balance strategy); the
 latter moves the estimate toward the even-spread I9 figure.
 """
@@ -100,4 +101,6 @@ def expected_breakdown(mix: ChunkMix, base: StageBreakdown, burst: StageBreakdow
     oa, ob = base.overlap_applied, burst.overlap_applied
     applied = None if oa is None and ob is None else np.logical_or(False if oa is None else oa,
                                                                    False if ob is None else ob)
-    return StageBreakdown(**fields, overlap_applied=applied)
+    fa, fb = base.expert_balance_ratio, burst.expert_balance_ratio  # I17 factor: its mean over iterations
+    balance = None if fa is None or fb is None else expected_iteration_s(mix, fa, fb)
+    return StageBreakdown(**fields, overlap_applied=applied, expert_balance_ratio=balance)

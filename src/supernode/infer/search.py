@@ -14,7 +14,7 @@ from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Quantity
 from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
-from supernode.infer import kernels
+from supernode.infer import balance, fixed_costs, kernels
 from supernode.infer.arch import ServingArch, serving_arch
 from supernode.infer.precision import check_attention_precision, default_precision
 from supernode.infer.serving import (SLO, Evaluation, Options, Workload, evaluate_colocated, evaluate_decode,
@@ -88,9 +88,14 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            workload: Workload, slo: SLO = SLO(), precision: str | None = None, kv_precision: str = "bf16",
            draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
            disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
-           attention_precision: str | None = None) -> dict:
+           attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
+           serving_stack: str | None = None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
-    id with ``chips``) for ``workload`` under ``slo``. Returns a JSON-ready dict (SI units)."""
+    id with ``chips``) for ``workload`` under ``slo``. ``expert_balance``: the expert-load balancer of the
+    deployment, ``eplb`` (default: EPLB with redundant experts, as large-EP deployments run), ``none`` or
+    ``ideal`` (simulated balanced routing); I17. ``serving_stack``: None / ``overlapped`` (default: host
+    scheduling hidden behind the GPU) or a stack in ``data/inference/small-batch-costs.yaml`` whose host
+    time per iteration is exposed (I19). Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
@@ -98,7 +103,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     cluster.chip.peak(prec)  # one-line error when the chip lacks the format
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
-                   attention_precision)
+                   attention_precision, expert_balance)
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -109,9 +114,12 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of "
         f"{prefill_chunk_tokens:,} tokens mixed into decode iterations, no queueing before admission; "
         "an iteration carries a whole chunk or none, and a MoE instance's attention-DP ranks wait for the "
-        "slowest (I15); "
-        "uniform expert routing",
+        "slowest (I15)",
     ]
+    if arch.is_moe:
+        assumptions.append(balance.describe(expert_balance))
+    host_s = fixed_costs.host_overhead_s(serving_stack)
+    assumptions.append(fixed_costs.describe(serving_stack))
     if draft_tokens:
         assumptions.append(f"speculative decoding / MTP: {draft_tokens} draft token(s) verified per step, "
                            f"{acceptance_length:g} tokens accepted per step on average")
@@ -122,7 +130,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                            + ": one block + projection 2D -> D + the shared LM head, one token per sequence")
 
     plans = grid(arch, cluster, opts)
-    colo = evaluate_colocated(arch, cluster, plans, workload, slo, opts, usable)
+    colo = evaluate_colocated(arch, cluster, plans, workload, slo, opts, usable, host_overhead_s=host_s)
     evaluated = len(plans)
     used = (cluster.chips // plans.chips_per_instance) * plans.chips_per_instance
     best = _pick(colo, colo.decode_tokens_per_s_per_chip * used)  # best per system, then per chip
@@ -134,6 +142,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     result = {
         "model": arch.id, "system": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips,
         "precision": prec, "kv_precision": kv_precision,
+        **({"expert_balance": expert_balance} if arch.is_moe else {}),
         "workload": {"input_tokens": workload.input_tokens, "output_tokens": workload.output_tokens},
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "colocated": _system_view(best, cluster, workload, rec),
@@ -144,7 +153,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                          batches=[b for b in PREFILL_PROMPTS_PER_RANK
                                   if b * workload.input_tokens <= MAX_PREFILL_TOKENS_PER_RANK] or [1])
         pre = evaluate_prefill(arch, cluster, pre_plans, workload, slo, opts, usable)
-        dec = evaluate_decode(arch, cluster, plans, workload, slo, opts, usable)
+        dec = evaluate_decode(arch, cluster, plans, workload, slo, opts, usable, host_overhead_s=host_s)
         evaluated += len(pre_plans) + len(plans)
         result["disaggregated"] = _disaggregate(pre, dec, cluster, workload, rec)
     result["configurations_evaluated"] = evaluated
@@ -229,9 +238,11 @@ def _disaggregate(pre: Evaluation, dec: Evaluation, cluster: ClusterSpec, wl: Wo
 def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *, context_tokens: float,
                     batch_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
                     kv_precision: str = "bf16", draft_tokens: int = 0, acceptance_length: float = 1.0,
-                    overlap: bool | None = None, attention_precision: str | None = None) -> dict:
+                    overlap: bool | None = None, attention_precision: str | None = None,
+                    expert_balance: str = balance.DEFAULT_MODE, serving_stack: str | None = None) -> dict:
     """Decode throughput of one fixed plan at a fixed KV length (validation against published
-    saturated decode figures). ``overlap=None`` takes the faster of with and without."""
+    saturated decode figures). ``overlap=None`` takes the faster of with and without; ``expert_balance``
+    and ``serving_stack`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -239,10 +250,11 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     ov = [int(overlap)] if overlap is not None else [0, 1]
     plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=batch_per_rank * dp * pp, overlap=np.array(ov))
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
-    opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision)
+    opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision,
+                   expert_balance=expert_balance)
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
-                         context_tokens=context_tokens)
+                         context_tokens=context_tokens, host_overhead_s=fixed_costs.host_overhead_s(serving_stack))
     i = int(np.argmax(ev.decode_tokens_per_s_per_chip))
     return Choice(ev, i, True).as_dict(cluster)
 
@@ -250,8 +262,8 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
 def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *, input_tokens: float,
                      tokens_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
                      overlap: bool | None = None, kv_precision: str = "bf16",
-                     attention_precision: str | None = None) -> dict:
-    """Saturated prefill throughput of one fixed plan (validation)."""
+                     attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE) -> dict:
+    """Saturated prefill throughput of one fixed plan (validation); ``expert_balance`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -262,7 +274,7 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     plan = PlanGrid(tp=plan.tp, pp=plan.pp, dp=plan.dp, ep=plan.ep, batch=np.maximum(1, np.round(prompts * dp * pp)),
                     overlap=plan.overlap)
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
-    opts = Options(precision, kv_precision, attention_precision=attention_precision)
+    opts = Options(precision, kv_precision, attention_precision=attention_precision, expert_balance=expert_balance)
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
     i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))

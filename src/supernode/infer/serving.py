@@ -6,9 +6,10 @@ B sequences, b = B / (dp pp) per rank and micro-batch, acceptance length a, prom
 and outputs of O tokens (formula I9):
 
     prefill tokens per rank and iteration  c = b I a / O      (steady state: prompts enter as outputs end)
-    T_iter = pp E[T_stage]  (I15: whole chunks, not c spread evenly);  TPOT = T_iter / a
+    T_iter = pp (E[T_stage] + m T_draft) + t_host  (I15: whole chunks, not c spread evenly; I14 drafts;
+             I19 host time of a stack that does not overlap its scheduler, 0 by default);  TPOT = T_iter / a
     output throughput = B a / T_iter
-    TTFT = ceil(I / C) pp T_stage(b decode seqs + C prefill tokens),  C = min(chunk, I)
+    TTFT = ceil(I / C) [pp (T_stage(b decode seqs + C prefill tokens) + m T_draft) + t_host],  C = min(chunk, I)
 
 A prompt is prefilled in bursts of the scheduler's chunk budget (``--prefill-chunk``, vLLM
 max_num_batched_tokens / SGLang chunked_prefill_size), so its TTFT is ceil(I / C) such iterations
@@ -31,7 +32,7 @@ import numpy as np
 
 from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec
-from supernode.infer import scheduling
+from supernode.infer import balance, scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
 from supernode.infer.plan import PlanGrid, candidate_plans
@@ -75,7 +76,8 @@ class SLO:
 @dataclass(frozen=True)
 class Options:
     """Serving options: formats, speculative decoding (``draft_tokens`` verified per step,
-    ``acceptance_length`` tokens emitted per step, >= 1) and degrees fixed by the user."""
+    ``acceptance_length`` tokens emitted per step, >= 1), degrees fixed by the user and the expert-load
+    balancer (``expert_balance``: eplb, none or ideal; I17, :mod:`supernode.infer.balance`)."""
 
     precision: str
     kv_precision: str = "bf16"
@@ -84,12 +86,14 @@ class Options:
     fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch
     prefill_chunk_tokens: int = 8192  # chunked-prefill budget per rank and iteration (SGLang default 8,192)
     attention_precision: str | None = None  # None: BF16 attention; "fp8": FP8 attention kernels on an FP8 KV cache
+    expert_balance: str = balance.DEFAULT_MODE  # eplb (default), none, ideal: the most loaded EP rank sets the step (I17)
 
     def __post_init__(self) -> None:
         if not self.prefill_chunk_tokens >= 1:
             raise UsageError(f"--prefill-chunk: must be a positive token count, got {self.prefill_chunk_tokens}")
         weight_bytes(self.precision)
         kv_bytes(self.kv_precision)
+        balance.check_mode(self.expert_balance)
         if self.draft_tokens < 0:
             raise UsageError("--mtp: draft tokens must be >= 0")
         if not 1.0 <= self.acceptance_length <= 1 + self.draft_tokens:
@@ -152,7 +156,16 @@ def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_
     return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
 
 
-def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float) -> Evaluation:
+def _iteration_s(plan: PlanGrid, stage_s, draft_s, host_overhead_s: float = 0.0) -> np.ndarray:
+    """One serving iteration (s): T_iter = p (T_stage + m T_draft) + t_host (I9, I14, I19). The last stage runs
+    the drafts of each of the p micro-batches; the host work (scheduling, sampling bookkeeping) happens once
+    per iteration and adds only when the serving stack does not overlap it with the GPU."""
+    return plan.pp * (stage_s + draft_s) + host_overhead_s
+
+
+def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float,
+                       host_overhead_s: float = 0.0) -> Evaluation:
+    """``host_overhead_s``: host time per iteration not overlapped with the GPU (I19, ``fixed_costs``)."""
     a, m = opts.acceptance_length, opts.draft_tokens
     b = _per_rank(plan)
     c = b * wl.input_tokens * a / wl.output_tokens
@@ -163,23 +176,24 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     mix = scheduling.chunk_mix(c, prompt_tokens=wl.input_tokens, chunk_budget_tokens=opts.prefill_chunk_tokens,
                                ranks=plan.dp, synchronized=arch.is_moe)
     base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
-                      attention_precision=opts.attention_precision,
+                      attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
                       prefill_len=wl.input_tokens)
     with_chunk = stage_time(arch, cluster, plan, precision=opts.precision,
                             kv_precision_bytes=kv_bytes(opts.kv_precision), attention_precision=opts.attention_precision,
+                            expert_balance=opts.expert_balance,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
                             prefill_len=wl.input_tokens,
                             routed_tokens_per_rank=scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp))
     br = scheduling.expected_breakdown(mix, base, with_chunk)
     br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
-    t_iter = plan.pp * (br.stage_s + draft)
+    t_iter = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
     tpot = t_iter / a
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
-                    attention_precision=opts.attention_precision,
+                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.input_tokens)
-    ttft = np.ceil(wl.input_tokens / chunk) * plan.pp * (burst.stage_s + draft)
+    ttft = np.ceil(wl.input_tokens / chunk) * _iteration_s(plan, burst.stage_s, draft, host_overhead_s)
     chips = plan.chips_per_instance
     out = plan.batch * a / t_iter / chips
     pre = out * wl.input_tokens / wl.output_tokens
@@ -189,15 +203,16 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
 
 
 def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float,
-                    context_tokens: float | None = None) -> Evaluation:
+                    context_tokens: float | None = None, host_overhead_s: float = 0.0) -> Evaluation:
+    """``host_overhead_s``: host time per iteration not overlapped with the GPU (I19, ``fixed_costs``)."""
     a, m = opts.acceptance_length, opts.draft_tokens
     b = _per_rank(plan)
     ctx = wl.input_tokens + wl.output_tokens / 2.0 if context_tokens is None else context_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
-                    attention_precision=opts.attention_precision,
+                    attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
     br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
-    t_step = plan.pp * (br.stage_s + draft)
+    t_step = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
     tpot = t_step / a
     out = plan.batch * a / t_step / plan.chips_per_instance
     mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m), usable_fraction)
@@ -211,7 +226,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     n = _per_rank(plan)
     tokens = n * wl.input_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
-                    attention_precision=opts.attention_precision,
+                    attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens)
     kvb = kv_bytes(opts.kv_precision)
     ttft = plan.pp * br.stage_s + kv_handover_s(arch, cluster, plan, wl, kvb)

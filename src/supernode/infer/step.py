@@ -17,7 +17,9 @@ GEMM roofline times come from :mod:`supernode.perf.compute` through :mod:`supern
 so decode GEMMs at small batch are weight-read bound and prefill GEMMs compute bound without a
 separate switch. MoE: a chip holds ceil(E/ep) expert slots; of those, a fraction
 1 - (1 - k/E)^(T_g) is hit by the T_g tokens of the stage group (uniform routing), and only hit
-experts' weights are read (I7).
+experts' weights are read (I7). With an ``expert_balance`` mode the stage is timed on its most loaded
+EP rank, which carries f = max/mean routed tokens (I17, :mod:`supernode.infer.balance`) on its routed
+experts and on the dispatch/combine bytes it receives.
 
 :func:`draft_pass_time` prices one sequential MTP / draft-model pass (I14) with the same per-layer
 pieces (``_layer_gemms_s``, ``_attention_core_s``, ``_layer_comm_s``) that :func:`stage_time` sums
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from supernode.hardware import ClusterSpec
-from supernode.infer import kernels
+from supernode.infer import balance, kernels
 from supernode.infer.arch import ServingArch
 from supernode.infer.plan import PlanGrid
 from supernode.infer.precision import ACTIVATION_BYTES, dispatch_bytes, weight_bytes
@@ -41,7 +43,7 @@ from supernode.perf import collectives as coll
 
 @dataclass(frozen=True)
 class StageBreakdown:
-    """Seconds per stage and micro-batch, one array element per plan."""
+    """Seconds per stage and micro-batch, one array element per plan (``expert_balance_ratio``: dimensionless)."""
 
     gemm_s: np.ndarray  # all weight GEMMs (roofline: weight reads or FLOPs)
     attention_s: np.ndarray  # attention core (KV-cache reads or FLOPs)
@@ -52,6 +54,7 @@ class StageBreakdown:
     stage_s: np.ndarray  # the stage's time for one micro-batch
     overlap_applied: np.ndarray | None = None  # two-micro-batch overlap in effect (needs >= 2 tokens per rank)
     draft_s: np.ndarray | None = None  # m sequential draft passes per step on the last stage (I14); None: not priced
+    expert_balance_ratio: np.ndarray | None = None  # f of I17 (most loaded EP rank / mean); None: dense or not priced
 
     def row(self, i: int) -> dict:
         return {k: float(np.asarray(v)[i]) for k, v in self.__dict__.items()
@@ -65,14 +68,27 @@ def _layers_per_stage(arch: ServingArch, pp: np.ndarray):
     return per - moe, moe
 
 
-def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, precision: str, wb: float, routed_ratio=1.0):
+def expert_balance_ratio(arch: ServingArch, plan: PlanGrid, q_tok, routed_ratio=1.0, expert_balance: str | None = None):
+    """f of I17 for ``q_tok`` tokens per attention-DP rank: the most loaded EP rank's routed tokens over the
+    group mean, mu = q_tok d routed_ratio k / ep tokens per EP rank; 1 for a dense model or without a mode."""
+    if not arch.is_moe or expert_balance is None:
+        return np.ones(np.broadcast(np.asarray(q_tok, float), plan.ep).shape)
+    E, k = float(arch.experts), float(arch.experts_per_token)
+    ep = plan.ep.astype(float)
+    mu = np.asarray(q_tok, float) * plan.dp.astype(float) * routed_ratio * k / ep
+    return balance.rank_balance_ratio(expert_balance, ep, mu, E, k)
+
+
+def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, precision: str, wb: float, routed_ratio=1.0,
+                   expert_balance: str | None = None):
     """GEMM seconds of ONE layer's parts on one chip for ``q_tok`` tokens per attention-DP rank (I4):
     (attention projections, dense FFN, MoE FFN = router + shared experts + the hit routed experts).
     A part the model lacks is 0. Dense FFN and shared experts are TP-split over t and replicated over
     the d attention-DP ranks; a chip holds ceil(E/ep) expert slots, of which a fraction
     1 - (1 - k/E)^(T_g) is hit by the T_g = q d tokens of the expert group (uniform routing), each with
     T_g k / (ep ceil(E/ep) h) tokens. ``routed_ratio``: the group's mean routed tokens per rank over this
-    rank's (I15)."""
+    rank's (I15). ``expert_balance``: the routed experts are those of the most loaded EP rank, which sees
+    f T_g (I17; hit fraction and tokens per hit expert both at f T_g); None: the mean rank."""
     from supernode import workload
     from supernode.workload import shapes
 
@@ -87,7 +103,7 @@ def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, precisio
     if arch.is_moe:
         E, k = float(arch.experts), float(arch.experts_per_token)
         slots = np.ceil(E / e)
-        tokens_group = q_tok * d * routed_ratio
+        tokens_group = q_tok * d * routed_ratio * expert_balance_ratio(arch, plan, q_tok, routed_ratio, expert_balance)
         hit = 1.0 - (1.0 - k / E) ** tokens_group
         tok_per_hit = np.where(hit > 0, tokens_group * k / (e * slots) / np.maximum(hit, 1e-30), 0.0)
         g = [workload.Gemm("router", q_tok * d / (t * d), E, m.hidden)]
@@ -123,17 +139,19 @@ def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_toke
     return kernels.attention_s(chip, eff, flops_dec + flops_pre, kv_read, attn_precision)
 
 
-def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, precision: str, ceff):
+def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, precision: str, ceff, a2a_scale=1.0):
     """Collectives of ONE layer for ``q`` tokens per attention-DP rank (I5): (one all-reduce of q D
     BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine all-to-all over
-    the stage's chips, q/t k D each way, 0 for a dense model). The caller zeroes the all-to-all on one chip."""
+    the stage's chips, q/t k D each way, 0 for a dense model). ``a2a_scale``: the all-to-all's bytes on its
+    slowest chip over q/t k D (I17: the most loaded EP rank receives f times the mean). The caller zeroes
+    the all-to-all on one chip."""
     ab = ACTIVATION_BYTES
     D = float(arch.hidden)
     ar = np.where(plan.tp > 1, coll.all_reduce_s(cluster, q * D * ab, plan.tp, 1, ceff), 0.0)
     a2a = 0.0
     if arch.is_moe:
         k = float(arch.experts_per_token)
-        per_chip_tokens = q / plan.tp.astype(float)
+        per_chip_tokens = q / plan.tp.astype(float) * a2a_scale
         grp = plan.stage_chips
         disp = coll.all_to_all_s(cluster, per_chip_tokens * k * D * dispatch_bytes(precision), grp, 1, ceff)
         comb = coll.all_to_all_s(cluster, per_chip_tokens * k * D * ab, grp, 1, ceff)
@@ -143,7 +161,8 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, pr
 
 def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, precision: str, kv_precision_bytes: float,
                decode_seqs, context_tokens, query_tokens=1.0, prefill_tokens=0.0, prefill_len=0.0,
-               attention_precision: str | None = None, routed_tokens_per_rank=None) -> StageBreakdown:
+               attention_precision: str | None = None, routed_tokens_per_rank=None,
+               expert_balance: str | None = None) -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
@@ -153,7 +172,10 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     ``routed_tokens_per_rank``: mean tokens per attention-DP rank that reach the routed experts, when the
     ranks of the expert group carry unequal loads (I15: one rank prefilling a chunk while the others only
     decode); the time is that of the rank with ``decode_seqs`` and ``prefill_tokens``, the routed-expert GEMMs
-    see the group's total. Default: every rank carries the same tokens."""
+    see the group's total. Default: every rank carries the same tokens.
+    ``expert_balance`` (``eplb``, ``none``, ``ideal``; :mod:`supernode.infer.balance`): the routed experts and the
+    all-to-all are those of the most loaded EP rank, f times the group mean (I17); the all-to-all moves
+    max(this rank's sends, f x the mean a rank receives). None: the mean rank (no imbalance)."""
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     wb = weight_bytes(precision)
@@ -169,7 +191,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     ceff = kernels.collective_efficiency(cluster, eff)
 
     def gemm_time(q_tok):
-        attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q_tok, precision, wb, routed_ratio)
+        attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q_tok, precision, wb, routed_ratio,
+                                                  expert_balance)
         tot = attn * (dense_l + moe_l)
         if arch.dense_layers:
             tot = tot + dense_l * dense_ffn
@@ -190,8 +213,10 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     attention_s = layers * _attention_core_s(arch, chip, eff, t, n_dec, q_dec, context_tokens, q_pre, prefill_len,
                                              kv_precision_bytes, attn_prec)
 
-    # communication (I5)
-    ar, a2a = _layer_comm_s(arch, cluster, plan, q, precision, ceff)
+    # communication (I5); the all-to-all waits for the chip that moves the most: this rank's own sends, or
+    # the most loaded EP rank's receives, f times the group mean (I17; with I15 the mean is routed_ratio q)
+    f_bal = expert_balance_ratio(arch, plan, q, routed_ratio, expert_balance)
+    ar, a2a = _layer_comm_s(arch, cluster, plan, q, precision, ceff, np.maximum(1.0, f_bal * routed_ratio))
     grp = plan.stage_chips
     tp_comm = 2.0 * ar * layers  # after attention and after the FFN / shared experts
     moe_comm = np.zeros_like(tp_comm)
@@ -211,7 +236,9 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     stage = np.where(overlap, local_overlap, local) + exposed
     return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
                           pp_comm_s=pp_comm, exposed_comm_s=exposed, stage_s=stage + pp_comm,
-                          overlap_applied=np.broadcast_to(overlap, np.shape(stage)))
+                          overlap_applied=np.broadcast_to(overlap, np.shape(stage)),
+                          expert_balance_ratio=(np.broadcast_to(f_bal, np.shape(stage)).astype(float)
+                                                if arch.is_moe and expert_balance is not None else None))
 
 
 DRAFT_EXTRA_KERNELS = 4  # per draft pass besides the block's own: embedding gather, enorm, hnorm, the head's norm (I14)
@@ -219,7 +246,7 @@ DRAFT_EXTRA_KERNELS = 4  # per draft pass besides the block's own: embedding gat
 
 def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, precision: str,
                     kv_precision_bytes: float, decode_seqs, context_tokens,
-                    attention_precision: str | None = None) -> StageBreakdown:
+                    attention_precision: str | None = None, expert_balance: str | None = None) -> StageBreakdown:
     """Time of ONE sequential draft pass of multi-token prediction (MTP) on every plan (I14).
 
     DeepSeek-V3 MTP as served by TensorRT-LLM (one MTP module run m times autoregressively) and SGLang
@@ -240,7 +267,9 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     one stage). A model without MTP modules is priced the same way: an EAGLE-style one-layer draft head of
     the target's layer shape (an assumption the search states). Not priced: the draft's sampling / top-k
     kernel, the gather of TP-split logits (neither is priced for the main model either), and the first
-    pass's re-reading of the accepted tokens (at small batch it is bound by weight reads either way)."""
+    pass's re-reading of the accepted tokens (at small batch it is bound by weight reads either way).
+    ``expert_balance``: the MoE block's routed experts and all-to-all on the most loaded EP rank (I17), as in
+    :func:`stage_time`; None: the mean rank."""
     from supernode import workload
 
     chip = cluster.chip
@@ -252,7 +281,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     ceff = kernels.collective_efficiency(cluster, eff)
     moe_block = arch.is_moe  # DeepSeek-V3's MTP block is a MoE block (its paper, sec. 2.2)
 
-    attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q, precision, wb)
+    attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q, precision, wb, 1.0, expert_balance)
     proj_prec = default_attention_precision(chip)  # the chip's 16-bit rate (BF16, else FP16)
     proj = kernels.gemms_s(chip, eff, [workload.Gemm("mtp_projection", q, arch.hidden, 2.0 * arch.hidden / t)],
                            proj_prec, weight_bytes(proj_prec))
@@ -265,7 +294,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     attention_s = _attention_core_s(arch, chip, eff, t, n_dec, q, context_tokens, 0.0, 0.0, kv_precision_bytes,
                                     attn_prec)
 
-    ar, a2a = _layer_comm_s(arch, cluster, plan, q, precision, ceff)
+    f_bal = expert_balance_ratio(arch, plan, q, 1.0, expert_balance)
+    ar, a2a = _layer_comm_s(arch, cluster, plan, q, precision, ceff, f_bal)
     tp_comm = 3.0 * ar  # after the projection, after attention, after the FFN / shared experts
     moe_comm = np.where(plan.stage_chips > 1, a2a, 0.0) if moe_block else np.zeros_like(tp_comm)
     comm = tp_comm + moe_comm

@@ -13,6 +13,8 @@ inside one tier-1 domain, ... with prod n_l = n. A ring / hierarchical algorithm
     all-gather:      same as reduce-scatter (S = the gathered output size)
     all-to-all:      T = max_l [ S * f_l / B_l ] + sum_l ceil(log2 n_l) a_l,
                      f_l = fraction of the buffer whose destination is reached first at tier l
+    MoE dispatch / combine kernel (docs/inference.md, I18):
+                     T = alpha + max_l [ S * f_l / B_l ],  alpha = the kernel's measured time at one token
     p2p (send/recv): T = S / B + a on the tier the two ranks span.
 
 The bandwidth term is the standard ring bound 2(n-1)/n * S / B (Thakur et al. 2005; Patarasuk &
@@ -104,6 +106,31 @@ def all_to_all_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stri
     Destinations inside the tier-0 domain go over tier 0, the rest over the lowest tier that
     reaches them; tiers run concurrently (separate ports), so the time is the slowest tier plus
     the latency terms."""
+    worst, lat = _all_to_all_parts(cluster, size_bytes, n, stride, bw_efficiency)
+    return worst + lat
+
+
+def moe_a2a_kernel_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, floor_s: float,
+                     stride: ArrayLike = 1, bw_efficiency: ArrayLike | None = None) -> np.ndarray:
+    """One MoE dispatch or combine kernel (s), docs/inference.md I18: T = alpha + max_l S f_l / B_l.
+
+    The bandwidth term is :func:`all_to_all_s`'s (S = ``size_bytes`` per chip, f_l the share whose
+    destinations are first reached at tier l, B_l the tier's achieved bandwidth); the fixed part alpha
+    (``floor_s``) is the kernel's measured time at one token per rank and replaces the ceil(log2 n_l) a_l
+    latency terms: a dispatch/combine kernel issues its puts to all peers at once and ends in one flag
+    barrier, so its fixed cost is one kernel's launch + barrier + polling, not a log-depth collective.
+    Measured alpha: TensorRT-LLM NVLinkOneSided on GB200 (18.9 us dispatch, 31.0 us combine at ep 8,
+    flat to ep 32). How far off: with the same alpha it reproduces that blog's ep 8-64 tables at 1 and 2,048
+    tokens per rank within 10% (dispatch at ep 64, batch 1: -31%) and overestimates mid sizes (128 tokens) by
+    up to 31% (the fixed part overlaps the first bytes); the DeepEP low-latency RDMA table (H800, 128 tokens)
+    within 10% at EP 16-256 (EP 8 dispatch -22%)."""
+    worst, _ = _all_to_all_parts(cluster, size_bytes, n, stride, bw_efficiency)
+    return floor_s + worst
+
+
+def _all_to_all_parts(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stride: ArrayLike = 1,
+                      bw_efficiency: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(slowest tier's bandwidth time, sum of latency terms) of an all-to-all (s)."""
     bws, lats = _arrays(cluster, bw_efficiency)
     size = np.asarray(size_bytes, dtype=float)
     nn = np.asarray(n, dtype=float)
@@ -117,7 +144,7 @@ def all_to_all_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stri
         worst = np.maximum(worst, size * frac / bws[l])
         lat = lat + np.where(f > 1, _log2(f) * lats[l], 0.0)
         reach_prev = reach
-    return worst + lat
+    return worst, lat
 
 
 def moe_dispatch_s(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: ArrayLike, stride: ArrayLike = 1,

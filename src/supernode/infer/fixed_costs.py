@@ -1,0 +1,99 @@
+"""Fixed per-step costs of small-batch decode beyond streaming weights (docs/inference.md, I18 and I19).
+
+At one sequence per GPU a decode step of a large MoE is not bound by its weight reads alone: every MoE
+layer pays a dispatch and a combine kernel whose time does not fall below a floor however few tokens
+they carry (I18), and a serving stack that does not overlap its scheduler with the GPU leaves the host
+work of every iteration on the critical path (I19). Both are data in
+``data/inference/small-batch-costs.yaml``, one value for every case and chip:
+
+    I18  T_dispatch = alpha_d + max_l S_d f_l / B_l,   T_combine = alpha_c + max_l S_c f_l / B_l
+         alpha_d = 18.9 us, alpha_c = 31.0 us: the NVLinkOneSided kernels of TensorRT-LLM at one token per
+         rank (GB200 NVL72, ep 8); the bandwidth term is the all-to-all's (perf/collectives.py).
+    I19  T_step = p (T_stage + m T_draft) + t_host,  t_host = 0 for a stack that overlaps its scheduler
+         (the default: SGLang's overlap scheduler, TensorRT-LLM's overlap scheduler), 1.96 ms for SGLang
+         with EAGLE/MTP speculative decoding before spec v2 (overlap scheduler disabled; PR #12128).
+
+How far off: I18's alpha is one kernel family's (NVLink, one-sided); DeepEP's low-latency RDMA kernels
+are reproduced within 10% at 128 tokens and EP 16-256 (README table, ``checks``), but no published
+DeepEP measurement at one token per rank was found, so their floor is assumed equal. I19's t_host is a
+lower bound measured on one 8-GPU node: attention-DP batch synchronization across nodes adds host
+work it does not contain.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from supernode.catalog.loader import builtin_dir, parse_item
+from supernode.catalog.schema import Quantity, Strict
+from supernode.errors import UsageError
+from supernode.hardware import si
+
+OVERLAPPED = "overlapped"  # default serving stack: host work hidden behind the GPU (t_host = 0)
+
+
+class KernelFloors(Strict):
+    dispatch: Quantity
+    combine: Quantity
+
+
+class KernelCheck(Strict):
+    """Published dispatch/combine kernel times (not used by the model; tests assert I18 against them)."""
+
+    id: str
+    source: str
+    locator: str
+    system: str
+    dispatch_bytes_per_token: float
+    combine_bytes_per_token: float
+    experts_per_token: int
+    columns: list[Literal["ep", "tokens_per_rank", "dispatch_us", "combine_us"]]
+    rows: list[list[float]]
+
+
+class SmallBatchCosts(Strict):
+    id: str
+    moe_kernel_floor: KernelFloors
+    host_overhead: dict[str, Quantity]
+    checks: list[KernelCheck]
+
+
+@lru_cache(maxsize=1)
+def record() -> SmallBatchCosts:
+    return parse_item(Path(builtin_dir()) / "inference" / "small-batch-costs.yaml", SmallBatchCosts)
+
+
+def moe_kernel_floor_s(op: Literal["dispatch", "combine"]) -> float:
+    """alpha of I18 (s): least time of one MoE dispatch or combine kernel."""
+    return float(si(getattr(record().moe_kernel_floor, op)))
+
+
+def serving_stacks() -> tuple[str, ...]:
+    return (OVERLAPPED, *record().host_overhead)
+
+
+def check_stack(stack: str | None) -> str:
+    stack = stack or OVERLAPPED
+    if stack not in serving_stacks():
+        raise UsageError(f"serving_stack: expected one of {', '.join(serving_stacks())}, got {stack!r}")
+    return stack
+
+
+def host_overhead_s(stack: str | None) -> float:
+    """t_host of I19 (s): host time per iteration left on the critical path by serving stack ``stack``
+    (None or ``overlapped``: 0, the scheduler runs one batch ahead of the GPU)."""
+    stack = check_stack(stack)
+    if stack == OVERLAPPED:
+        return 0.0
+    return float(si(record().host_overhead[stack]))
+
+
+def describe(stack: str | None) -> str:
+    """One line for the assumptions list."""
+    stack = check_stack(stack)
+    if stack == OVERLAPPED:
+        return "host scheduling overlapped with the GPU (no per-iteration host time, I19)"
+    return (f"serving stack {stack}: {host_overhead_s(stack) * 1e3:.2f} ms of host time per iteration not overlapped "
+            "with the GPU (I19)")
