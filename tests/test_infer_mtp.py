@@ -57,7 +57,8 @@ def test_deepseek_draft_pass_is_one_moe_layer_plus_head_plus_projection(on, n, t
     draft = draft_pass_time(DS, cl, plan, **kw)
     layer = stage_time(one_layer("deepseek-r1"), cl, plan, **kw)
     assert draft.attention_s[0] == pytest.approx(layer.attention_s[0], rel=1e-12)
-    assert draft.moe_comm_s[0] == pytest.approx(layer.moe_comm_s[0], rel=1e-12) and draft.moe_comm_s[0] > 0
+    assert draft.moe_comm_s[0] == pytest.approx(layer.moe_comm_s[0], rel=1e-12)
+    assert (draft.moe_comm_s[0] > 0) == (dp > 1)  # one attention group (dp = 1): the all-reduce combines
     assert draft.tp_comm_s[0] == pytest.approx(1.5 * layer.tp_comm_s[0], rel=1e-12)  # 3 all-reduces vs 2
     assert (draft.tp_comm_s[0] > 0) == (tp > 1)
     proj = draft.gemm_s[0] - layer.gemm_s[0] - DRAFT_EXTRA_KERNELS * e.kernel_floor_s
@@ -102,7 +103,7 @@ def test_draft_cost_is_linear_in_draft_tokens_and_sits_on_top_of_the_verify_pass
     cl = resolve_cluster(CAT, "h200", 16)
     plan = PlanGrid(tp=np.array([8, 8]), pp=np.array([1, 2]), dp=1, ep=8, batch=np.array([1, 2]), overlap=0)
     t1 = draft_pass_time(DS, cl, plan, precision="fp8", kv_precision_bytes=2.0, decode_seqs=1.0,
-                         context_tokens=2048.0).stage_s
+                         context_tokens=2048.0, expert_balance=Options("fp8").expert_balance).stage_s
     assert np.all(t1 > 0)
     for m in (1, 2, 3):
         a = 1.0 + 0.8 * m
@@ -163,3 +164,24 @@ def test_search_states_the_draft_assumption(model, on, n, kind):
     r0 = search(CAT, model, on, n, workload=Workload(2048, 256), precision="fp8", disaggregated=False)
     assert not any(a.startswith("draft cost") for a in r0["assumptions"])
     assert "draft_s" not in r0["colocated"]["breakdown"]
+
+
+def test_moe_layer_communication_is_the_i18_kernels_or_the_all_reduce():
+    """Attention-DP ranks (dp > 1) exchange tokens by the MoE dispatch + combine kernels (I18) of the
+    mean rank's bytes; one TP attention group over the stage (dp = 1) has every token on every chip and
+    combines the experts' outputs in its FFN all-reduce, so no all-to-all is priced."""
+    from supernode.infer import kernels
+    from supernode.infer.precision import ACTIVATION_BYTES, dispatch_bytes
+
+    cl = resolve_cluster(CAT, "h200", 8)
+    kw = dict(precision="fp8", kv_precision_bytes=1.0, decode_seqs=4.0, context_tokens=2048.0,
+              expert_balance="ideal")
+    arch = one_layer("deepseek-r1")
+    adp = stage_time(arch, cl, plan1(tp=1, dp=8, ep=8, batch=32), **kw)
+    tok = 4.0 * arch.experts_per_token * arch.hidden
+    ceff = kernels.collective_efficiency(cl, efficiency(cl))
+    expected = (kernels.moe_dispatch_s(cl, tok * dispatch_bytes("fp8"), 8, ceff)
+                + kernels.moe_combine_s(cl, tok * ACTIVATION_BYTES, 8, ceff))
+    assert adp.moe_comm_s[0] == pytest.approx(float(np.ravel(expected)[0]), rel=0.05)
+    tp_attention = stage_time(arch, cl, plan1(tp=8, dp=1, ep=8, batch=4), **kw)
+    assert tp_attention.moe_comm_s[0] == 0.0 and tp_attention.tp_comm_s[0] > 0

@@ -152,7 +152,7 @@ def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_
     draft = m * draft_pass_time(arch, cluster, plan, precision=opts.precision,
                                 kv_precision_bytes=kv_bytes(opts.kv_precision),
                                 attention_precision=opts.attention_precision, decode_seqs=decode_seqs,
-                                context_tokens=context_tokens).stage_s
+                                context_tokens=context_tokens, expert_balance=opts.expert_balance).stage_s
     return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
 
 

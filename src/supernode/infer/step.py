@@ -141,8 +141,9 @@ def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_toke
 
 def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, precision: str, ceff, a2a_scale=1.0):
     """Collectives of ONE layer for ``q`` tokens per attention-DP rank (I5): (one all-reduce of q D
-    BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine all-to-all over
-    the stage's chips, q/t k D each way, 0 for a dense model). ``a2a_scale``: the all-to-all's bytes on its
+    BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine over the stage's
+    chips, q/t k D each way, by the MoE all-to-all kernels (I18); 0 for a dense model, and 0 with one
+    attention group over the stage (dp = 1), whose FFN all-reduce combines the experts' outputs). ``a2a_scale``: the all-to-all's bytes on its
     slowest chip over q/t k D (I17: the most loaded EP rank receives f times the mean). The caller zeroes
     the all-to-all on one chip."""
     ab = ACTIVATION_BYTES
@@ -153,9 +154,11 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, pr
         k = float(arch.experts_per_token)
         per_chip_tokens = q / plan.tp.astype(float) * a2a_scale
         grp = plan.stage_chips
-        disp = coll.all_to_all_s(cluster, per_chip_tokens * k * D * dispatch_bytes(precision), grp, 1, ceff)
-        comb = coll.all_to_all_s(cluster, per_chip_tokens * k * D * ab, grp, 1, ceff)
-        a2a = disp + comb
+        disp = kernels.moe_dispatch_s(cluster, per_chip_tokens * k * D * dispatch_bytes(precision), grp, ceff)
+        comb = kernels.moe_combine_s(cluster, per_chip_tokens * k * D * ab, grp, ceff)
+        # one attention group over the whole stage (dp = 1): every chip already holds every token after the
+        # attention all-reduce, computes its own experts' share, and the FFN all-reduce sums it; no all-to-all
+        a2a = np.where(plan.dp > 1, disp + comb, 0.0)
     return ar, a2a
 
 
