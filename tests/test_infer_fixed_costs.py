@@ -150,3 +150,16 @@ def test_h20_small_m_deepgemm_table_and_how_the_model_prices_it():
     orig, swap = f.error_fraction[layouts == "masked"], f.error_fraction[layouts == "masked-swapab"]
     assert np.all(np.abs(orig) <= 0.30)
     assert np.all((swap >= 0.6) & (swap <= 0.9))
+
+
+def test_cli_serving_stack_flag(run_cli):
+    import json
+
+    args = ("infer", "deepseek-r1", "--on", "h200", "--chips", "8", "--tp", "8", "--ep", "8", "--batch", "1",
+            "--precision", "fp8", "--mtp", "1", "--acceptance", "1.8", "--json")
+    out = {s: json.loads(run_cli(*args, "--serving-stack", s)[1]) for s in ("overlapped", "sglang-spec-v1")}
+    tpot = {s: out[s]["colocated"]["tpot_s"] for s in out}
+    # I19: one 1.96 ms host gap per iteration of ~1.8 tokens
+    assert tpot["sglang-spec-v1"] - tpot["overlapped"] == pytest.approx(1.96e-3 / 1.8, rel=0.02)
+    code, _, err = run_cli("infer", "deepseek-r1", "--on", "h200", "--chips", "8", "--serving-stack", "eager")
+    assert code == 2 and "--serving-stack" in err and len(err.strip().splitlines()) == 1

@@ -108,6 +108,9 @@ def register(app: typer.Typer) -> None:
                                            "(default; EPLB with redundant experts), none (experts placed by id), "
                                            "ideal (simulated balanced routing). The most loaded EP rank sets the "
                                            "step (I17)."),
+        serving_stack: str = typer.Option("overlapped", "--serving-stack", help="Host time per iteration (I19): "
+                                          "overlapped (default; scheduler runs one batch ahead of the GPU) or "
+                                          "sglang-spec-v1 (SGLang speculative decoding without the overlap scheduler)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
@@ -132,7 +135,7 @@ def register(app: typer.Typer) -> None:
                      slo=SLO(parse_duration(ttft, "--ttft"), parse_duration(tpot, "--tpot")), precision=precision,
                      kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
-                     expert_balance=expert_balance,
+                     expert_balance=expert_balance, serving_stack=serving_stack,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch).items()
                             if v is not None}, disaggregated=disaggregated)
         if allowed_notes:

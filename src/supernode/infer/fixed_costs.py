@@ -77,7 +77,7 @@ def serving_stacks() -> tuple[str, ...]:
 def check_stack(stack: str | None) -> str:
     stack = stack or OVERLAPPED
     if stack not in serving_stacks():
-        raise UsageError(f"serving_stack: expected one of {', '.join(serving_stacks())}, got {stack!r}")
+        raise UsageError(f"--serving-stack: expected one of {', '.join(serving_stacks())}, got {stack!r}")
     return stack
 
 
