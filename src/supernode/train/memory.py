@@ -215,10 +215,9 @@ def comm_buffer_bytes(m: ModelSpec, t: Any, c: Any, b: Any, seq_len: int, usable
     tokens = b * seq_len / c
     buffers = usable.get("dp_bucket_bytes", 0.0) + 2.0 * tokens * m.hidden * 2.0  # DP buckets + TP gather
     if cp_comm == "all-gather":  # the whole sequence's K, V (and dK, dV in the backward) of one layer, bf16
-        from supernode.workload.shapes import attention_dims
+        from supernode.workload.shapes import kv_width
 
-        kv_width = m.heads * sum(attention_dims(m)) if m.mla else 2 * m.kv_heads * m.d_head
-        buffers = buffers + np.where(c > 1, 2.0 * b * seq_len * kv_width / t * 2.0, 0.0)
+        buffers = buffers + np.where(c > 1, 2.0 * b * seq_len * kv_width(m) / t * 2.0, 0.0)
     if m.moe is not None:
         buffers = buffers + 2.0 * tokens / t * m.moe.active_experts * m.hidden * 2.0  # EP dispatch/combine
     return buffers

@@ -41,7 +41,7 @@ from supernode.train.memory import (MemoryBreakdown, chunk_layers, comm_buffer_b
                                     layers_in_flight, model_state_bytes, param_split, params_per_chip)
 from supernode.train.plan import PRECISION_BYTES, Plan, TrainWorkload
 from supernode.workload.model import ModelSpec
-from supernode.workload.shapes import (attention_core_flops, flops_per_token, layer_gemms, lm_head_gemm)
+from supernode.workload.shapes import (attention_core_flops, flops_per_token, kv_width, layer_gemms, lm_head_gemm)
 
 OPTIMIZER_BYTES_PER_PARAM = 32.0  # Adam: read fp32 master, m, v, grad (16 B); write master, m, v (12 B), bf16 weight
 
@@ -342,16 +342,16 @@ def _layer_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Effi
     tp_exposed_layer = tp_layer * (1.0 - L.overlap_tp * ov.get("tp_comm_hidden_fraction", 0.0))
 
     # ---- CP (T3): ring attention passes K,V blocks c-1 times; hidden behind the attention core
-    kv_width = (m.heads * sum(_dims(m))) if m.mla else 2 * m.kv_heads * m.d_head
+    kv = kv_width(m)
     if w.cp_comm == "all-gather":
         # Llama 3 sec. 3.3.2: K and V all-gathered before the local attention, on the critical path; the
         # backward gathers them again and reduce-scatters dK, dV (same cost as the gather, C1)
         a_ag, b_ag = _coll_affine(coll.reduce_scatter_s, cluster, c, t, bw_eff)
-        cp_ag = a_ag * c * T * kv_width / t * abytes + b_ag
+        cp_ag = a_ag * c * T * kv / t * abytes + b_ag
         cp_exposed_layer = cp_ag * (3.0 + (r >= 2)) * (c > 1)
     else:
         a_cp, b_cp = _p2p_affine(cluster, t * c, bw_eff)
-        cp_fwd = (c - 1) * (a_cp * T * kv_width / t * abytes + b_cp)
+        cp_fwd = (c - 1) * (a_cp * T * kv / t * abytes + b_cp)
         cp_exposed_layer = np.maximum(0.0, cp_fwd - a_d) + np.maximum(0.0, 2 * cp_fwd - 2.5 * a_d)
         cp_exposed_layer = cp_exposed_layer * (1 + (r >= 2)) * (c > 1)
 

@@ -200,6 +200,12 @@ def attention_dims(m: ModelSpec) -> tuple[int, int]:
     return m.d_head, m.d_head
 
 
+def kv_width(m: ModelSpec) -> int:
+    """Elements of K and V per token per layer as training exchanges them (context parallelism): the
+    decompressed per-head K, V for MLA (H·(d_qk + d_v)), 2·K·d_h for MHA/GQA."""
+    return m.heads * sum(attention_dims(m)) if m.mla else 2 * m.kv_heads * m.d_head
+
+
 def attention_core_flops(m: ModelSpec, tokens: ArrayLike, context: ArrayLike, causal: bool = True,
                          tp: ArrayLike = 1) -> ArrayLike:
     """Forward FLOPs of QK^T and softmax·V for one layer (W4):
