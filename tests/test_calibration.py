@@ -25,10 +25,10 @@ def test_hopper_gemm_model_reproduces_deepgemm_table(catalog):
 
 
 def test_cdna3_gemm_model_reproduces_hipblaslt_mi300x_table(catalog):
-    """MI300X hipBLASLt FP8 sweep (Azure AI Benchmarking Guide, 9 shapes): the amd-cdna3 FP8 fraction (0.45) is the
-    log-least-squares fit to the five shapes with every dimension >= 4096, each within 10%; median |error| over all
-    nine 8%. Known gap: the two small shapes (1024^3, 1024x2145x1024: 16-64 output tiles for 304 CUs) run 2-3x
-    slower than the model says, as the shape factor has no wave quantization; this turns red when it does."""
+    """MI300X hipBLASLt FP8 sweep (Azure AI Benchmarking Guide, 9 shapes): the amd-cdna3 FP8 fraction (0.455) is the
+    log-least-squares fit to the five shapes with every dimension >= 4096, each within 10%, jointly with the family's
+    kernel latency (5.6 us); median |error| over all nine 6%. The two small shapes (1024^3, 1024x2145x1024: 7.7 us
+    and up), 2-3x slower than the model before the latency entered it, are now within 10%."""
     (f,) = [f for f in calibration.fits(catalog) if f.table.id == "hipblaslt-mi300x-fp8"]
     assert len(f.measured_s) == 9
     col = {c: i for i, c in enumerate(f.table.columns)}
@@ -38,9 +38,9 @@ def test_cdna3_gemm_model_reproduces_hipblaslt_mi300x_table(catalog):
     assert large.sum() == 5 and small.sum() == 2
     assert abs(np.mean(np.log1p(f.error_fraction[large]))) <= 0.02
     assert np.max(np.abs(f.error_fraction[large])) <= 0.10
-    assert f.median_abs_error <= 0.10
-    assert np.all(f.error_fraction[small] < -0.5)
-    assert np.max(np.abs(f.error_fraction[~small])) <= 0.35
+    assert f.median_abs_error <= 0.08
+    assert np.all(np.abs(f.error_fraction[small]) < 0.10)
+    assert np.max(np.abs(f.error_fraction)) <= 0.35
 
 
 def test_smooth_roofline_fits_better_than_the_sharp_max(catalog):
@@ -87,3 +87,23 @@ def test_colocated_ttft_at_batch_one_is_the_prompt_prefill(catalog):
     small_chunk = search(catalog, "llama-3.1-70b", "h100", 8, workload=Workload(2048, 256), precision="bf16",
                          fixed={"tp": 8, "batch": 1}, disaggregated=False, prefill_chunk_tokens=256)["colocated"]
     assert small_chunk["ttft_s"] > r["ttft_s"]
+
+
+# fit_kernel_latency_s per family: (family, fitted value in us, objective without the latency, with it)
+KERNEL_LATENCY_FITS = [("nvidia-blackwell", 5.0), ("nvidia-hopper", 0.8), ("amd-cdna3", 5.6)]
+
+
+@pytest.mark.parametrize("family, latency_us", KERNEL_LATENCY_FITS)
+def test_gemm_kernel_latency_is_the_fit_to_the_family_kernel_tables(catalog, family, latency_us):
+    """Each family's fixed GEMM kernel latency t_0 (K1) is the grid value that minimizes the mean squared log time error
+    over its kernel tables, each source weighing equally (perf.calibration.fit_kernel_latency_s), at the family's
+    recorded fractions; the recorded value equals the fit, so the test turns red when the data or the value moves."""
+    from supernode.perf import compute
+
+    assert calibration.fit_kernel_latency_s(catalog, family) == pytest.approx(latency_us * 1e-6, abs=0.05e-6)
+    assert compute.efficiency(family).gemm_kernel_latency_s == pytest.approx(latency_us * 1e-6, abs=0.05e-6)
+
+
+def test_kernel_latency_fit_rejects_a_family_without_tables(catalog):
+    with pytest.raises(ValueError, match="no kernel tables"):
+        calibration.fit_kernel_latency_s(catalog, "ascend-910")

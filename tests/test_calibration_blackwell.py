@@ -40,18 +40,22 @@ def test_blackwell_kernel_tables_load(catalog):
 
 
 def test_gb200_fp8_fraction_is_the_fit_to_the_cublaslt_sweep(catalog):
-    """Azure ND GB200 v6, cuBLASLt FP8 (2.83-2.91 PFLOP/s of 5 at 4096^3-32768^3): the family's FP8 fraction (0.60) is
-    the log-least-squares fit to the five shapes with every dimension >= 4096, each within 7%. Known gap: 1024^3 and
-    1024x2145x1024 (64-128 output tiles for 148 SMs) run 2-4x slower than the model, which has no wave quantization or
-    launch floor; this turns red when it does."""
+    """Azure ND GB200 v6, cuBLASLt FP8 (2.83-2.91 PFLOP/s of 5 at 4096^3-32768^3): the family's FP8 fraction (0.62) is
+    the log-least-squares fit to the five shapes with every dimension >= 4096 (0.618 with the family's 5.0 us kernel
+    latency), each within 14%. Known gap, the other way round from the FP4 tables: this sweep's small shapes (1024^3
+    at 4.4 us, 1024x2145x1024, 802816x192x768) run 40-65% faster than the model, whose one kernel latency is the
+    family's mean over seven sources; this turns red when the model prices them."""
     f = _fit(catalog, "cublaslt-gb200-fp8")
     _, m, _, k = _dims(f.table)
     large = _large(f.table)
     small = np.maximum(m, k) <= 1024
     assert large.sum() == 5 and small.sum() == 2
     assert abs(np.mean(np.log1p(f.error_fraction[large]))) <= 0.02
-    assert np.max(np.abs(f.error_fraction[large])) <= 0.07
-    assert np.all(f.error_fraction[small] < -0.4)
+    assert np.max(np.abs(f.error_fraction[large])) <= 0.14
+    assert np.all(f.error_fraction[small] > 0.3)
+    chip = resolve_cluster(catalog, f.table.chip, 1).chip
+    assert compute.efficiency("nvidia-blackwell").gemm_fraction("fp8") == pytest.approx(
+        _fitted_fraction(f.table, chip, "fp8"), abs=0.005)
 
 
 def _fitted_fraction(table, chip, precision="fp4"):
@@ -71,11 +75,11 @@ AZURE_FP4_REVISION_FA799957 = {8192: 7609.1, 16384: 5604.0, 32768: 5262.2}
 
 
 def test_blackwell_fp4_fraction_is_the_mean_of_the_four_table_fits(catalog):
-    """The family's FP4 fraction (0.62) is the mean of the fits to four FP4 tables (shapes with every dimension >=
-    4096): Azure's GB200 cuBLASLt sweep as stored (7.5-7.6 PFLOP/s of 10; fits 0.73) and in its other revision
-    (5.3-5.6 PFLOP/s at 16384^3-32768^3; 0.615), pytorch/ao's B200 cuBLAS NVFP4 rows (5.4-5.5 of 9 at 6144^3-8192^3;
-    0.61) and DeepGEMM PR #348's B200 cuBLASLt column (5.24 at 8192^3, 3.94 at 4096x4096x7168; 0.54). Every large shape
-    of every table is then within 30% of the model (the stored GB200 revision runs up to 28% faster)."""
+    """The family's FP4 fraction (0.67) is the mean of the fits to four FP4 tables (shapes with every dimension >=
+    4096, the family's 5.0 us kernel latency in the model): Azure's GB200 cuBLASLt sweep as stored (7.5-7.6 PFLOP/s of
+    10; fits 0.78) and in its other revision (5.3-5.6 PFLOP/s at 16384^3-32768^3; 0.65), pytorch/ao's B200 cuBLAS
+    NVFP4 rows (5.4-5.5 of 9 at 6144^3-8192^3; 0.67) and DeepGEMM PR #348's B200 cuBLASLt column (5.24 at 8192^3, 3.94
+    at 4096x4096x7168; 0.57). Every large shape of every table is then within 30% of the model."""
     tables = {t.id: t for t in calibration.kernel_tables()}
     gb200 = tables["cublaslt-gb200-fp4"]
     rows = [list(r) for r in gb200.rows]
@@ -89,24 +93,52 @@ def test_blackwell_fp4_fraction_is_the_mean_of_the_four_table_fits(catalog):
         fits[t.id] = _fitted_fraction(t, chip)
         f = calibration.fit(t, chip)
         assert np.max(np.abs(f.error_fraction[_large(t)])) <= 0.30, t.id
-    assert fits["cublaslt-gb200-fp4"] == pytest.approx(0.73, abs=0.01)
-    assert fits["cublaslt-gb200-fp4-fa799957"] == pytest.approx(0.615, abs=0.01)
-    assert fits["cublas-b200-nvfp4-torchao"] == pytest.approx(0.61, abs=0.01)
-    assert fits["cublaslt-b200-fp4"] == pytest.approx(0.54, abs=0.01)
+    assert fits["cublaslt-gb200-fp4"] == pytest.approx(0.78, abs=0.01)
+    assert fits["cublaslt-gb200-fp4-fa799957"] == pytest.approx(0.65, abs=0.01)
+    assert fits["cublas-b200-nvfp4-torchao"] == pytest.approx(0.67, abs=0.01)
+    assert fits["cublaslt-b200-fp4"] == pytest.approx(0.57, abs=0.01)
     family = compute.efficiency("nvidia-blackwell").gemm_fraction("fp4")
     assert family == pytest.approx(np.mean(list(fits.values())), abs=0.006)
 
 
-def test_blackwell_fp4_gemms_of_a_few_hundred_rows_are_a_known_gap(catalog):
-    """Known gap: in DeepGEMM PR #348's B200 cuBLASLt column, FP4 GEMMs with M = 128-1024 rows (N, K = 2,048-24,576;
-    decode-sized) reach 0.34-1.4 PFLOP/s, and the model prices them 3-7x faster (its token-dimension half size, 8, is
-    Hopper's small-M value). This is the leading candidate for the B200 FP4 serving over-predictions (the known gaps of
-    validation/cases/infer-trtllm-b200-llama3.3-70b-fp4-*); it turns red when the model prices these shapes."""
+def test_blackwell_fp4_decode_shape_gemms_are_priced_within_the_backends_spread(catalog):
+    """Decode-shaped FP4 GEMMs (M = 1-1024 rows) on GB200, FlashInfer PR #2540 with autotuning: the CUTLASS backend
+    (the kernel TensorRT-LLM 1.0's NVFP4 linear layers run) is priced within 45% at every readable row and within 10%
+    at M = 1024 with N, K >= 4608, where most of a serving step's GEMM time goes; before the kernel latency entered the
+    model these rows ran 1.5-2.7x slower than priced. The trtllm-gen backend column runs 20-60% slower than the model
+    at every row, cuDNN and CuTe DSL within the CUTLASS spread."""
+    fits = {f.table.id: f for f in calibration.fits(catalog)}
+    cutlass = fits["flashinfer2540-gb200-autotune-cutlass-fp4"]
+    _, m, n, k = _dims(cutlass.table)
+    e = cutlass.error_fraction
+    assert np.max(np.abs(e)) <= 0.45
+    big = (m == 1024) & (np.minimum(n, k) >= 4608)
+    assert big.sum() == 3 and np.all(np.abs(e[big]) <= 0.10)
+    trtllm = fits["flashinfer2540-gb200-autotune-trtllm-fp4"].error_fraction
+    assert np.all(trtllm[m > 1] < -0.2)
+
+
+def test_blackwell_cublaslt_fp4_gemms_of_a_few_hundred_rows_are_a_known_gap(catalog):
+    """Known gap: DeepGEMM PR #348's B200 cuBLASLt column (cublasTest 13.3) runs FP4 GEMMs of M = 128-1024 rows
+    1.25-1.9x slower than the model (errors -0.20 to -0.48), which prices them, with the family's kernel latency, like the
+    FlashInfer CUTLASS and pytorch/ao cuBLAS kernels; one library's small-M kernel choice, not modelled. Turns red when
+    the model prices these shapes."""
     (f,) = [f for f in calibration.fits(catalog) if f.table.id == "cublaslt-b200-fp4"]
     _, m, _, _ = _dims(f.table)
     few_rows = m <= 1024
     assert few_rows.sum() == 5
-    assert np.all(f.error_fraction[few_rows] < -0.6)
+    assert np.all(f.error_fraction[few_rows] < -0.15)
+
+
+def test_vllm_small_m_fp4_rows_run_faster_than_the_kernel_latency(catalog):
+    """Known gap: vLLM PR #42235's SM100 rows (M = 1-32 at N 7168, K 2048) take 3.2-4.2 us in all, less than the
+    family's 5.0 us kernel latency alone: the latency grows with K and the number of tiles (FlashInfer's M = 1 rows
+    take 4.3 us at K 1,024 and 10.4 us at K 8,192) rather than being one constant. Turns red when the model prices
+    them within 40%."""
+    for table_id in ("vllm42235-sm100-cutlass-fp4", "vllm42235-sm100-cutedsl-fp4", "vllm42235-sm100-trtllm-fp4"):
+        f = _fit(catalog, table_id)
+        assert np.all(f.measured_s < 4.3e-6)
+        assert np.all(f.error_fraction > 0.4)
 
 
 # FlashInfer PR #2805 (pgera, 2026-04-20), table "1. FP8 fixed-len": trtllm-gen MLA decode on one B200, FP8 KV and FP8
@@ -134,19 +166,21 @@ def test_blackwell_mla_decode_attention_is_within_the_published_kernel_times(cat
     assert np.all(ratios <= 1.35)
 
 
-@pytest.mark.parametrize("table_id, lo, hi", [("xla-b200-bf16", 0.0, 0.15), ("xla-b200-fp8", 0.10, 0.35)])
+@pytest.mark.parametrize("table_id, lo, hi", [("xla-b200-bf16", 0.0, 0.20), ("xla-b200-fp8", 0.15, 0.40)])
 def test_xla_b200_burst_table_is_an_upper_bound(catalog, table_id, lo, hi):
-    """XLA's B200 table is timed in short bursts (one warm-up, 5 runs): on its rows of >= 64 GFLOP the family fractions
-    (steady state) predict slower GEMMs than it measured, by a median 4% for BF16 (the table fits 0.765 vs 0.72) and 18% for
-    FP8 (0.735 of B200's peak vs 0.60 fitted on GB200's steady state). Known gap: GEMMs below 8 GFLOP run 2-10x slower
-    than the model (launch floor, wave quantization); this turns red when the model prices them."""
+    """XLA's B200 table is timed in short bursts (one warm-up, 5 runs): on its rows of >= 64 GFLOP the family values
+    (steady state) predict slower GEMMs than it measured, by a median 11% for BF16 (the table fits 0.765 vs 0.72) and
+    30% for FP8 (0.735 of B200's peak vs 0.62 fitted on GB200's steady state, plus the 5 us kernel latency on 20-100 us
+    kernels). GEMMs below 8 GFLOP, 2-10x slower than the model before the kernel latency entered it, are now priced
+    with a median error under 10%; the whole table's median |error| is 9-10% (34-38% without the latency)."""
     f = _fit(catalog, table_id)
     g, m, n, k = _dims(f.table)
     flop = 2 * g * m * n * k
     big, small = flop >= 64e9, flop < 8e9
     assert big.sum() == 34 and small.sum() == 215
     assert lo < np.median(f.error_fraction[big]) < hi
-    assert np.median(f.error_fraction[small]) < -0.5
+    assert abs(np.median(f.error_fraction[small])) < 0.10
+    assert f.median_abs_error < 0.12
 
 
 def test_blackwell_memory_and_nvlink_fractions_reproduce_their_measurements(catalog):

@@ -64,6 +64,37 @@ def fit(table: KernelTable, chip: ChipSpec, eff: Efficiency | None = None) -> Ke
     return KernelFit(table, measured, np.asarray(predicted, dtype=float))
 
 
+def fit_kernel_latency_s(catalog: Catalog, family: str, grid_s: np.ndarray | None = None,
+                         eff: Efficiency | None = None) -> float:
+    """The family's fixed GEMM kernel latency t_0 (K1) fitted on its kernel tables: the grid value (0-12 us, 0.1 us
+    steps) that minimizes the mean squared log error of time, each source weighing equally (within a source, each
+    table equally), every kernel taking at least the kernel floor as in the serving model. The other efficiencies
+    stay as ``eff`` (the family's own by default)."""
+    import dataclasses
+    from collections import defaultdict
+
+    from supernode.hardware import resolve_cluster
+
+    eff = eff or efficiency(family)
+    grid = np.arange(0.0, 12.0001e-6, 0.1e-6) if grid_s is None else np.asarray(grid_s, float)
+    by_source: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for t in kernel_tables():
+        chip = resolve_cluster(catalog, t.chip, 1).chip
+        if chip.family != family:
+            continue
+        f = fit(t, chip, dataclasses.replace(eff, gemm_kernel_latency_s=0.0))
+        by_source[t.source].append((f.predicted_s, f.measured_s))
+    if not by_source:
+        raise ValueError(f"no kernel tables for chip family {family!r} in data/kernels")
+    floor = eff.kernel_floor_s
+
+    def objective(t0: float) -> float:
+        return float(np.mean([np.mean([np.mean(np.log(np.maximum(p + t0, floor) / m) ** 2) for p, m in tables])
+                              for tables in by_source.values()]))
+
+    return float(grid[int(np.argmin([objective(t0) for t0 in grid]))])
+
+
 def fits(catalog: Catalog) -> list[KernelFit]:
     from supernode.hardware import resolve_cluster
 

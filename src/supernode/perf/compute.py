@@ -3,16 +3,17 @@ memory-bound operation times on one chip, with achievable efficiencies per chip 
 
 Roofline (docs/model.md, K1):
 
-    T_gemm = R( F / (P_prec · e_prec · σ_m(m) σ(n) σ(k)),  Q / (B_mem · e_mem) )
+    T_gemm = R( F / (P_prec · e_prec · σ_m(m) σ(n) σ(k)),  Q / (B_mem · e_mem) ) + t_0
     R(a,b) = (a^q + b^q)^(1/q)                  (smooth roofline; q → ∞ gives max)
     σ(x)   = x / (x + x_half)                   (shape saturation, K2; the token dim m has its own x_half)
     T_attn = F_attn / (P_attn · e_attn)          (fused FlashAttention kernels, K3)
     T_mem  = Q / (B_mem · e_mem)                 (element-wise / normalization ops, K4)
 
-F = 2·m·n·k FLOP, Q = bytes moved, P_prec the dense peak at the GEMM precision, B_mem the HBM
-bandwidth. e_prec, x_half, e_attn, e_mem come from ``data/efficiency/<family>.yaml`` (one file per
-chip family, every value with a kind, source and rationale); a family without a file falls back
-to ``default.yaml`` and the fallback is listed in the assumptions. Efficiencies are calibrated
+F = 2·m·n·k FLOP, Q = bytes moved, t_0 the fixed latency of one GEMM kernel, P_prec the dense
+peak at the GEMM precision, B_mem the HBM bandwidth. e_prec, x_half, t_0, e_attn, e_mem come from
+``data/efficiency/<family>.yaml`` (one file per chip family, every value with a kind, source and
+rationale); a family without a file falls back to ``default.yaml`` and the fallback is listed in
+the assumptions. Efficiencies are calibrated
 per family, never per case.
 """
 
@@ -50,6 +51,9 @@ class EfficiencyFile(Strict):
     gemm_token_half_size: Factor | None = None  # x_half for the token dim m (default: default.yaml's)
     roofline_exponent: Factor | None = None  # q of the smooth roofline (default: default.yaml's)
     kernel_floor_s: Factor | None = None  # least time of one kernel (launch, ramp, tail), default.yaml's by default
+    # fixed time every GEMM kernel adds to its roofline time (pipeline ramp-up, tail, epilogue; K1), fitted per family
+    # on its kernel tables (data/kernels); default.yaml's by default
+    gemm_kernel_latency_s: Factor | None = None
     attention_peak_fraction: Factor  # fused attention kernel, fraction of the bf16/fp16 dense peak
     # the same in training (forward + backward, recompute), where it differs: by default attention_peak_fraction
     attention_training_peak_fraction: Factor | None = None
@@ -76,6 +80,7 @@ class Efficiency:
     memory: dict[str, float]
     assumptions: tuple[str, ...] = field(default_factory=tuple)
     attention_training_peak_fraction: float | None = None  # None: attention_peak_fraction
+    gemm_kernel_latency_s: float = 0.0  # t_0 of K1: added once per GEMM kernel
 
     @property
     def attention_training_fraction(self) -> float:
@@ -131,6 +136,7 @@ def efficiency(family: str) -> Efficiency:
         gemm_token_half_size=(data.gemm_token_half_size or default.gemm_token_half_size).value,
         roofline_exponent=(data.roofline_exponent or default.roofline_exponent).value,
         kernel_floor_s=(data.kernel_floor_s or default.kernel_floor_s).value,
+        gemm_kernel_latency_s=(data.gemm_kernel_latency_s or default.gemm_kernel_latency_s).value,
         attention_peak_fraction=data.attention_peak_fraction.value,
         attention_training_peak_fraction=(data.attention_training_peak_fraction.value
                                           if data.attention_training_peak_fraction else None),
@@ -169,15 +175,17 @@ def roofline_s(eff: Efficiency, t_math: ArrayLike, t_mem: ArrayLike) -> ArrayLik
 
 def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: ArrayLike,
                 precision: str = "bf16", count: ArrayLike = 1, bytes_per_element: float = 2.0) -> ArrayLike:
-    """Time (s) of ``count`` GEMMs [m x k]·[k x n] at ``precision`` (K1): the larger of the math
-    time at e_prec·σ of peak and the operand/result traffic at e_mem of HBM bandwidth."""
+    """Time (s) of one GEMM kernel doing ``count`` GEMMs [m x k]·[k x n] at ``precision`` (K1): the
+    smooth roofline of the math time at e_prec·σ of peak and the operand/result traffic at e_mem of
+    HBM bandwidth, plus the family's fixed kernel latency t_0 (ramp-up and tail), once per kernel."""
     flops = 2.0 * m * n * k * count
     t_math = flops / (chip.peak(precision) * eff.gemm_fraction(precision) * shape_factor(eff, m, n, k))
     bw = chip.memory_bandwidth_bytes_per_s
+    t0 = eff.gemm_kernel_latency_s
     if not bw:
-        return t_math
+        return t_math + t0
     t_mem = (m * k + k * n + m * n) * count * bytes_per_element / (bw * eff.memory_bandwidth_fraction)
-    return roofline_s(eff, t_math, t_mem)
+    return roofline_s(eff, t_math, t_mem) + t0
 
 
 def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16",
