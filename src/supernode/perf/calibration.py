@@ -8,6 +8,8 @@ large-GEMM fraction); the validation cases then test the whole model end to end.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -70,9 +72,6 @@ def fit_kernel_latency_s(catalog: Catalog, family: str, grid_s: np.ndarray | Non
     steps) that minimizes the mean squared log error of time, each source weighing equally (within a source, each
     table equally), every kernel taking at least the kernel floor as in the serving model. The other efficiencies
     stay as ``eff`` (the family's own by default)."""
-    import dataclasses
-    from collections import defaultdict
-
     from supernode.hardware import resolve_cluster
 
     eff = eff or efficiency(family)
