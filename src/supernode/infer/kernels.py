@@ -44,13 +44,18 @@ def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precis
     return np.maximum(t, eff.kernel_floor_s)
 
 
-def aux_kernels_s(eff: compute.Efficiency, dense_layers, moe_layers) -> np.ndarray:
+def aux_kernels_s(eff: compute.Efficiency, dense_layers, moe_layers, chip: ChipSpec | None = None,
+                  glue_bytes=0.0) -> np.ndarray:
     """Non-GEMM kernels of a serving step (I13): per layer 2 norms, RoPE + KV-cache write, the
     activation, residual adds / quantization (dense: 6); MoE layers add router top-k, permute and
-    unpermute, and dispatch/combine preparation (10). Their bytes are negligible next to the
-    weights; each costs the kernel floor, which is what binds them at small batch."""
-    return eff.kernel_floor_s * (AUX_KERNELS_PER_LAYER["dense"] * np.asarray(dense_layers, float)
-                                 + AUX_KERNELS_PER_LAYER["moe"] * np.asarray(moe_layers, float))
+    unpermute, and dispatch/combine preparation (10). Each costs the kernel floor, which is what binds
+    them at small batch; ``glue_bytes`` (I22, :mod:`supernode.infer.glue`), the activations they read and
+    write, add their HBM streaming time (K4) on ``chip``."""
+    floors = eff.kernel_floor_s * (AUX_KERNELS_PER_LAYER["dense"] * np.asarray(dense_layers, float)
+                                   + AUX_KERNELS_PER_LAYER["moe"] * np.asarray(moe_layers, float))
+    if chip is None:
+        return floors
+    return floors + compute.memory_time_s(chip, eff, np.asarray(glue_bytes, float))
 
 
 def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.ndarray:

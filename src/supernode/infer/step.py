@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from supernode.hardware import ClusterSpec
-from supernode.infer import balance, fixed_costs, kernels
+from supernode.infer import balance, fixed_costs, glue, kernels
 from supernode.infer.arch import ServingArch
 from supernode.infer.plan import PlanGrid
 from supernode.infer.precision import ACTIVATION_BYTES, dispatch_bytes, module_formats, weight_bytes
@@ -238,9 +238,15 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
 
     # two-micro-batch overlap needs at least two sequences (or prompt tokens) per rank to split
     overlap = (plan.overlap > 0) & (q >= 2.0)
-    aux = kernels.aux_kernels_s(eff, dense_l, moe_l)
-    gemm_s = gemm_time(q) + aux
-    gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + aux), gemm_s)
+    chip_formats = tuple(chip.peak_flop_per_s)
+
+    def aux(q_tok):  # I13 kernel floors + I22 activation traffic of the glue kernels
+        return kernels.aux_kernels_s(eff, dense_l, moe_l, chip,
+                                     glue.stage_bytes(arch, formats, chip_formats, t, kv_precision_bytes, q_tok,
+                                                      dense_l, moe_l))
+
+    gemm_s = gemm_time(q) + aux(q)
+    gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + aux(q / 2.0)), gemm_s)
 
     # attention core: decode tokens over their context (absorbed MLA dims), prefill tokens causal
     layers = dense_l + moe_l
@@ -327,7 +333,9 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     proj = kernels.gemms_s(chip, eff, [workload.Gemm("mtp_projection", q, arch.hidden, 2.0 * arch.hidden / t)],
                            proj_prec, weight_bytes(proj_prec))
     lm = _lm_head_s(arch, chip, eff, q, t, formats["lm_head"])
-    aux = (kernels.aux_kernels_s(eff, 0.0 if moe_block else 1.0, 1.0 if moe_block else 0.0)
+    dl, ml = (0.0, 1.0) if moe_block else (1.0, 0.0)
+    aux = (kernels.aux_kernels_s(eff, dl, ml, chip, glue.stage_bytes(arch, block, tuple(chip.peak_flop_per_s), t,
+                                                                     kv_precision_bytes, q, dl, ml))
            + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
     gemm_s = attn + (moe_ffn if moe_block else dense_ffn) + proj + lm + aux
 

@@ -1,0 +1,93 @@
+"""Activation traffic of the non-GEMM kernels (docs/inference.md I22; infer/glue.py): hand-counted bytes per
+token for Llama-3.1-70B, what is and is not priced (16-bit GEMMs, chips without the format, MLA, MoE FFNs), the
+price at the family's HBM streaming rate, and its size against the GEMMs on B200 and H200."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from supernode.catalog import load_catalog
+from supernode.hardware import resolve_cluster
+from supernode.infer import glue, kernels, serving_arch
+from supernode.infer.plan import PlanGrid
+from supernode.infer.precision import module_formats
+from supernode.infer.step import stage_time
+
+CAT = load_catalog(use_env=False)
+LLAMA = serving_arch(CAT, "llama-3.1-70b")
+DS = serving_arch(CAT, "deepseek-r1")
+ALL = ("bf16", "fp16", "fp8", "int8", "fp4")
+
+
+def one(tp=1):
+    return PlanGrid(tp=np.array([tp]), pp=1, dp=1, ep=1, batch=1, overlap=0)
+
+
+def test_llama70b_nvfp4_bytes_per_token_by_hand():
+    # h 8192, 64 query and 8 KV heads of 128, FFN 28,672 (SwiGLU); NVFP4 input: 2 read + 0.5 + 1/16 written
+    q4 = 2 + 0.5 + 1 / 16
+    attn = 8 * 8192 * 2 + (80 * 128 * 2 + 64 * 128 * 2 + 2 * 8 * 128 * 1) + q4 * (8192 + 8192)
+    ffn = 3 * 28672 * 2 + q4 * (8192 + 28672)
+    fm = module_formats("fp4")
+    assert glue.attention_side_bytes_per_token(LLAMA, fm, ALL, np.array([1.0]), 1.0)[0] == pytest.approx(attn)
+    assert glue.dense_ffn_bytes_per_token(LLAMA, fm, ALL, np.array([1.0]))[0] == pytest.approx(ffn)
+    assert attn + ffn == pytest.approx(478_464)
+    total = glue.stage_bytes(LLAMA, fm, ALL, np.array([1.0]), 1.0, 1000.0, 80, 0)
+    assert total[0] == pytest.approx(1000 * 80 * (attn + ffn))
+
+
+def test_tensor_parallelism_splits_the_head_and_ffn_parts_not_the_norms():
+    fm = module_formats("fp8")
+    a1, a8 = (glue.attention_side_bytes_per_token(LLAMA, fm, ALL, np.array([t]), 1.0)[0] for t in (1.0, 8.0))
+    f1, f8 = (glue.dense_ffn_bytes_per_token(LLAMA, fm, ALL, np.array([t]))[0] for t in (1.0, 8.0))
+    norms = 8 * 8192 * 2
+    assert a8 > norms and a8 < a1
+    assert a1 - norms == pytest.approx((80 * 128 * 2 + 64 * 128 * 2 + 2 * 8 * 128) + 3 * (8192 + 8192))
+    # FFN side: the activation and the down input split 8 ways, the up input (hidden) does not
+    assert f8 == pytest.approx(3 * 3584 * 2 + 3 * (8192 + 3584))
+    assert f1 > f8
+
+
+def test_sixteen_bit_gemms_and_chips_without_the_format_have_no_quantization_kernels():
+    t = np.array([1.0])
+    bf = glue.dense_ffn_bytes_per_token(LLAMA, module_formats("bf16"), ALL, t)[0]
+    assert bf == pytest.approx(3 * 28672 * 2)
+    no_fp8 = glue.dense_ffn_bytes_per_token(LLAMA, module_formats("fp8"), ("bf16", "fp16", "int8"), t)[0]
+    assert no_fp8 == pytest.approx(bf)
+    fp8 = glue.dense_ffn_bytes_per_token(LLAMA, module_formats("fp8"), ALL, t)[0]
+    assert fp8 - bf == pytest.approx(3 * (8192 + 28672))
+
+
+def test_mla_attention_and_moe_ffns_are_not_priced():
+    fm = module_formats("fp8")
+    t = np.array([1.0])
+    assert not glue.priced(DS) and glue.priced(LLAMA)
+    assert glue.attention_side_bytes_per_token(DS, fm, ALL, t, 1.0)[0] == 0.0
+    # DeepSeek's first dense layers get their FFN side only
+    dense_only = glue.stage_bytes(DS, fm, ALL, t, 1.0, 10.0, DS.dense_layers, DS.moe_layers)[0]
+    assert dense_only == pytest.approx(10.0 * DS.dense_layers * glue.dense_ffn_bytes_per_token(DS, fm, ALL, t)[0])
+
+
+def test_glue_bytes_are_priced_at_the_family_streaming_rate():
+    c = resolve_cluster(CAT, "b200", 1)
+    eff = kernels.efficiency(c)
+    floors = kernels.aux_kernels_s(eff, 80, 0)
+    priced = kernels.aux_kernels_s(eff, 80, 0, c.chip, 1e9)
+    bw = c.chip.memory_bandwidth_bytes_per_s * eff.memory_bandwidth_fraction
+    assert priced - floors == pytest.approx(1e9 / bw)
+    assert kernels.aux_kernels_s(eff, 80, 0, c.chip, 0.0) == pytest.approx(floors)
+
+
+@pytest.mark.parametrize("system,prec,lo,hi", [("b200", "fp4", 0.15, 0.45), ("h200", "fp8", 0.04, 0.15)])
+def test_glue_share_of_a_prefill_stage(system, prec, lo, hi):
+    """A 2,048-token Llama-70B prefill at TP1: the glue adds 15-45% to B200 NVFP4 GEMM time, 4-15% on H200 FP8
+    (B200's GEMMs are ~4.7x faster, its HBM 1.7x): the reason B200 FP4 serving was over-predicted."""
+    c = resolve_cluster(CAT, system, 1)
+    eff = kernels.efficiency(c)
+    br = stage_time(LLAMA, c, one(), precision=prec, kv_precision_bytes=1.0, decode_seqs=0.0, context_tokens=0.0,
+                    prefill_tokens=2048.0, prefill_len=2048.0)
+    g = kernels.aux_kernels_s(eff, 80, 0, c.chip, glue.stage_bytes(LLAMA, module_formats(prec), tuple(
+        c.chip.peak_flop_per_s), np.array([1.0]), 1.0, 2048.0, 80, 0)) - kernels.aux_kernels_s(eff, 80, 0)
+    share = float(g[0]) / float(br.gemm_s[0] - g[0])
+    assert lo < share < hi
