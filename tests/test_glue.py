@@ -91,3 +91,43 @@ def test_glue_share_of_a_prefill_stage(system, prec, lo, hi):
         c.chip.peak_flop_per_s), np.array([1.0]), 1.0, 2048.0, 80, 0)) - kernels.aux_kernels_s(eff, 80, 0)
     share = float(g[0]) / float(br.gemm_s[0] - g[0])
     assert lo < share < hi
+
+
+def test_trtllm_profile_drops_the_o_proj_quantization_only_with_an_8bit_kv_cache():
+    fm, t = module_formats("fp4"), np.array([1.0])
+    unf = glue.attention_side_bytes_per_token(LLAMA, fm, ALL, t, 1.0)[0]
+    trt = glue.attention_side_bytes_per_token(LLAMA, fm, ALL, t, 1.0, "trtllm-1.0")[0]
+    assert unf - trt == pytest.approx((2 + 0.5 + 1 / 16) * 8192)
+    bf16_kv = glue.attention_side_bytes_per_token(LLAMA, fm, ALL, t, 2.0, "trtllm-1.0")[0]
+    assert bf16_kv == pytest.approx(glue.attention_side_bytes_per_token(LLAMA, fm, ALL, t, 2.0)[0])
+    # 457 KB per token and layer for TensorRT-LLM 1.0's NVFP4 Llama-70B at TP1 (478 KB unfused)
+    total = trt + glue.dense_ffn_bytes_per_token(LLAMA, fm, ALL, t, "trtllm-1.0")[0]
+    assert total == pytest.approx(478_464 - 2.5625 * 8192)
+
+
+def test_trtllm_profile_fuses_the_fp8_activation_with_its_quantization_not_the_fp4_one():
+    t = np.array([1.0])
+    f8 = glue.dense_ffn_bytes_per_token(LLAMA, module_formats("fp8"), ALL, t, "trtllm-1.0")[0]
+    # SwiGLU reads 2F BF16 and writes F at FP8; the up input still has its own quantization (3 bytes per element)
+    assert f8 == pytest.approx(2 * 28672 * 2 + 28672 * 1 + 3 * 8192)
+    f4 = glue.dense_ffn_bytes_per_token(LLAMA, module_formats("fp4"), ALL, t, "trtllm-1.0")[0]
+    assert f4 == pytest.approx(glue.dense_ffn_bytes_per_token(LLAMA, module_formats("fp4"), ALL, t)[0])
+
+
+def test_unknown_fusion_profile_is_a_one_line_error():
+    from supernode.errors import UsageError
+
+    with pytest.raises(UsageError, match="--glue-fusion"):
+        glue.profile("bogus")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "supernode", "infer", "llama-3.1-70b", "--on", "h200", "--chips", "1",
+                          "--glue-fusion", "bogus"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--glue-fusion" in out.stderr
+
+
+def test_every_profile_has_its_evidence():
+    for name in glue.fusion_profiles():
+        p = glue.profile(name)
+        assert len(p.evidence) > 100 and set(p.activation_quantized_formats) <= set(glue.QUANTIZED_FORMATS)

@@ -128,6 +128,10 @@ def register(app: typer.Typer) -> None:
         serving_stack: str = typer.Option("overlapped", "--serving-stack", help="Host time per iteration (I19): "
                                           "overlapped (default; scheduler runs one batch ahead of the GPU) or "
                                           "sglang-spec-v1 (SGLang speculative decoding without the overlap scheduler)."),
+        glue_fusion: str = typer.Option("unfused", "--glue-fusion", help="Glue kernels the serving stack fuses "
+                                        "(I22): unfused (default; a quantization kernel before every FP8/FP4 GEMM "
+                                        "input) or trtllm-1.0 (attention writes o_proj's quantized input; FP8 SwiGLU "
+                                        "writes FP8)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
@@ -153,7 +157,7 @@ def register(app: typer.Typer) -> None:
                      kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
-                     module_precision=module_precision,
+                     module_precision=module_precision, glue_fusion=glue_fusion,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch).items()
                             if v is not None}, disaggregated=disaggregated)
         if allowed_notes:

@@ -22,20 +22,66 @@ kernels). MLA's attention block (latent norms, split RoPE) and MoE FFNs (permute
 quantization, combine) have their own kernel lists and are not priced here: their launches keep the I13
 floor, and on Hopper I21's calibrated time per layer covers what MoE layers do besides their GEMMs.
 
-Every quantization and the activation run as separate kernels: the 2025 serving stacks of the validation
-cases did not fuse them for NVFP4 (SGLang PR #34934, 2026: 'every projection input is normalized, written to
-HBM in bf16, then re-read and quantized by a separate kernel'; vLLM turned SiLU+FP4-quant fusion on by
-default only in PR #34718, 2026-02; FlashInfer's fused RMSNorm+FP4 kernels are PR #2233, late 2025). The
-bytes are priced at the family's streaming fraction of HBM bandwidth (K4), the rate every memory-bound stream
-in the model gets; no new fitted parameter.
+Which kernels a serving stack fuses is a profile (``data/inference/glue-fusions.yaml``, ``--glue-fusion``):
+``unfused`` (default) runs every quantization and the activation as separate kernels, as the 2025 NVFP4 paths
+of SGLang and vLLM did; ``trtllm-1.0`` has the attention kernel write o_proj's quantized input (8-bit KV
+cache) and, for FP8, the activation write down_proj's FP8 input. The bytes are priced at the family's
+streaming fraction of HBM bandwidth (K4), the rate every memory-bound stream in the model gets; no new fitted
+parameter.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import numpy as np
 
+from supernode.catalog.loader import builtin_dir, parse_item
+from supernode.catalog.schema import Strict
+from supernode.errors import UsageError
 from supernode.infer.arch import ServingArch
 from supernode.infer.precision import ACTIVATION_BYTES, BYTES_PER_ELEMENT
+
+DEFAULT_FUSION = "unfused"
+
+
+class FusionProfile(Strict):
+    """The glue kernels one serving stack fuses (I22)."""
+
+    title: str
+    attention_quantized_output: bool  # with an 8-bit KV cache, attention writes o_proj's quantized input
+    activation_quantized_formats: list[str]  # the gated activation writes the down GEMM's input at these formats
+    evidence: str
+
+
+class FusionProfiles(Strict):
+    id: str
+    profiles: dict[str, FusionProfile]
+
+
+@lru_cache(maxsize=1)
+def _profiles() -> FusionProfiles:
+    return parse_item(Path(builtin_dir()) / "inference" / "glue-fusions.yaml", FusionProfiles)
+
+
+def fusion_profiles() -> tuple[str, ...]:
+    return tuple(_profiles().profiles)
+
+
+def profile(name: str | None) -> FusionProfile:
+    """The fusion profile ``name`` (None: ``unfused``); a one-line error naming ``--glue-fusion`` otherwise."""
+    name = name or DEFAULT_FUSION
+    if name not in _profiles().profiles:
+        raise UsageError(f"--glue-fusion: expected one of {', '.join(fusion_profiles())}, got {name!r}")
+    return _profiles().profiles[name]
+
+
+def describe(name: str | None) -> str:
+    """One line for the assumptions list."""
+    name = name or DEFAULT_FUSION
+    return (f"glue kernels' activation traffic at the HBM streaming rate (I22), fusions {name!r}: "
+            f"{profile(name).title}; MLA attention blocks and MoE FFNs: kernel floors only")
 
 # bytes of block scales per element of a quantized activation: NVFP4 stores one E4M3 scale per 16 elements;
 # FP8 / INT8 activations use per-tensor or per-token scales (a few bytes per token: 0)
@@ -57,8 +103,9 @@ def priced(arch: ServingArch) -> bool:
 
 
 def attention_side_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp,
-                                   kv_precision_bytes: float) -> np.ndarray:
-    """Glue bytes per token of one layer's norms and attention block on one chip (I22); 0 for MLA."""
+                                   kv_precision_bytes: float, fusion: str | None = None) -> np.ndarray:
+    """Glue bytes per token of one layer's norms and attention block on one chip (I22); 0 for MLA. With a
+    profile whose attention writes o_proj's quantized input (8-bit KV cache), o_proj has no quantization kernel."""
     t = np.asarray(tp, float)
     if not priced(arch):
         return np.zeros_like(t)
@@ -68,29 +115,35 @@ def attention_side_bytes_per_token(arch: ServingArch, formats: dict, chip_format
     norms = 8.0 * h * a
     rope_kv = ((H + 2.0 * K) * d * a + H * d * a + 2.0 * K * d * kv_precision_bytes) / t
     q = _quantized_input_bytes(formats["attention"], chip_formats)
-    quant = q * (h + H * d / t)
+    fused_out = profile(fusion).attention_quantized_output and kv_precision_bytes <= 1.0
+    quant = q * (h + (0.0 if fused_out else H * d / t))
     return norms + rope_kv + quant
 
 
-def dense_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp) -> np.ndarray:
-    """Glue bytes per token of one dense FFN on one chip (I22): the activation and its inputs' quantization."""
+def dense_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp,
+                              fusion: str | None = None) -> np.ndarray:
+    """Glue bytes per token of one dense FFN on one chip (I22): the activation and its inputs' quantization. With
+    a profile whose activation writes the down GEMM's input at its format, that input is written once, quantized."""
     t = np.asarray(tp, float)
     if not arch.dense_layers:
         return np.zeros_like(t)
     m = arch.model
     f = float(m.ffn) / t
     a = ACTIVATION_BYTES
-    act = 3.0 * f * a if m.mlp == "swiglu" else 2.0 * f * a
-    q = _quantized_input_bytes(formats["dense_ffn"], chip_formats)
-    return act + q * (float(arch.hidden) + f)
+    read_in = 2.0 * f * a if m.mlp == "swiglu" else f * a
+    fmt = formats["dense_ffn"]
+    q = _quantized_input_bytes(fmt, chip_formats)
+    if q and fmt in profile(fusion).activation_quantized_formats:  # activation + quantization in one kernel
+        return read_in + f * (q - a) + q * float(arch.hidden)
+    return read_in + f * a + q * (float(arch.hidden) + f)
 
 
 def stage_bytes(arch: ServingArch, formats: dict, chip_formats, tp, kv_precision_bytes: float,
-                tokens, dense_layers, moe_layers) -> np.ndarray:
+                tokens, dense_layers, moe_layers, fusion: str | None = None) -> np.ndarray:
     """Glue bytes of one stage's layers for ``tokens`` tokens per chip (I22): the attention side on every
     layer of an MHA/GQA model, the FFN side on its dense layers."""
     tok = np.asarray(tokens, float)
     layers = np.asarray(dense_layers, float) + np.asarray(moe_layers, float)
-    per_tok = (layers * attention_side_bytes_per_token(arch, formats, chip_formats, tp, kv_precision_bytes)
-               + np.asarray(dense_layers, float) * dense_ffn_bytes_per_token(arch, formats, chip_formats, tp))
+    per_tok = (layers * attention_side_bytes_per_token(arch, formats, chip_formats, tp, kv_precision_bytes, fusion)
+               + np.asarray(dense_layers, float) * dense_ffn_bytes_per_token(arch, formats, chip_formats, tp, fusion))
     return tok * per_tok

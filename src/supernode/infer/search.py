@@ -14,7 +14,7 @@ from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Quantity
 from supernode.errors import CatalogError, UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
-from supernode.infer import balance, fixed_costs, kernels
+from supernode.infer import balance, fixed_costs, glue, kernels
 from supernode.infer.arch import ServingArch, serving_arch
 from supernode.infer.precision import (check_attention_precision, check_module_formats_on_chip, default_precision,
                                        describe_module_formats, module_formats, resolve_module_precision)
@@ -96,7 +96,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
            disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
-           serving_stack: str | None = None, module_precision=None) -> dict:
+           serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. ``expert_balance``: the expert-load balancer of the
     deployment, ``eplb`` (default: EPLB with redundant experts, as large-EP deployments run), ``none`` or
@@ -104,8 +104,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     scheduling hidden behind the GPU) or a stack in ``data/inference/small-batch-costs.yaml`` whose host
     time per iteration is exposed (I19). ``module_precision``: weight format per part, a mapping
     (``{"attention": "bf16", ...}``), ``"module=format,..."`` or a recipe name from
-    ``data/inference/precision-recipes.yaml`` (I20); parts not named at ``precision``. Returns a JSON-ready dict
-    (SI units)."""
+    ``data/inference/precision-recipes.yaml`` (I20); parts not named at ``precision``. ``glue_fusion``: the
+    stack's glue-kernel fusions, a profile of ``data/inference/glue-fusions.yaml`` (I22; None: ``unfused``).
+    Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
@@ -115,7 +116,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     check_module_formats_on_chip(cluster.chip, modules)
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
-                   attention_precision, expert_balance, modules)
+                   attention_precision, expert_balance, modules, glue_fusion)
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -135,6 +136,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if arch.is_moe:
         assumptions.append(balance.describe(expert_balance))
     assumptions.append(fixed_costs.describe(serving_stack))
+    assumptions.append(glue.describe(glue_fusion))
     if draft_tokens:
         assumptions.append(f"speculative decoding / MTP: {draft_tokens} draft token(s) verified per step, "
                            f"{acceptance_length:g} tokens accepted per step on average")
@@ -167,7 +169,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if disaggregated:
         pre_plans = grid(arch, cluster, Options(prec, kv_precision, 0, 1.0, {k: v for k, v in opts.fixed.items()
                                                                             if k != "batch"},
-                                                module_precision=modules),
+                                                module_precision=modules, glue_fusion=glue_fusion),
                          batches=[b for b in PREFILL_PROMPTS_PER_RANK
                                   if b * workload.input_tokens <= MAX_PREFILL_TOKENS_PER_RANK] or [1])
         pre = evaluate_prefill(arch, cluster, pre_plans, workload, slo, opts, usable)
@@ -264,10 +266,10 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
                     kv_precision: str = "bf16", draft_tokens: int = 0, acceptance_length: float = 1.0,
                     overlap: bool | None = None, attention_precision: str | None = None,
                     expert_balance: str = balance.DEFAULT_MODE, serving_stack: str | None = None,
-                    module_precision=None) -> dict:
+                    module_precision=None, glue_fusion: str | None = None) -> dict:
     """Decode throughput of one fixed plan at a fixed KV length (validation against published
     saturated decode figures). ``overlap=None`` takes the faster of with and without; ``expert_balance``,
-    ``serving_stack`` and ``module_precision`` as in :func:`search`."""
+    ``serving_stack``, ``module_precision`` and ``glue_fusion`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -278,7 +280,7 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     modules = resolve_module_precision(module_precision)
     check_module_formats_on_chip(cluster.chip, modules)
     opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision,
-                   expert_balance=expert_balance, module_precision=modules)
+                   expert_balance=expert_balance, module_precision=modules, glue_fusion=glue_fusion)
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
                          context_tokens=context_tokens, host_overhead_s=_host_s(serving_stack, cluster, plan))
@@ -290,9 +292,9 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
                      tokens_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
                      overlap: bool | None = None, kv_precision: str = "bf16",
                      attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
-                     module_precision=None) -> dict:
-    """Saturated prefill throughput of one fixed plan (validation); ``expert_balance`` and ``module_precision``
-    as in :func:`search`."""
+                     module_precision=None, glue_fusion: str | None = None) -> dict:
+    """Saturated prefill throughput of one fixed plan (validation); ``expert_balance``, ``module_precision`` and
+    ``glue_fusion`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -306,7 +308,7 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     modules = resolve_module_precision(module_precision)
     check_module_formats_on_chip(cluster.chip, modules)
     opts = Options(precision, kv_precision, attention_precision=attention_precision, expert_balance=expert_balance,
-                   module_precision=modules)
+                   module_precision=modules, glue_fusion=glue_fusion)
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
     i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))

@@ -32,7 +32,7 @@ import numpy as np
 
 from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec
-from supernode.infer import balance, scheduling
+from supernode.infer import balance, glue, scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
 from supernode.infer.plan import PlanGrid, candidate_plans
@@ -92,6 +92,7 @@ class Options:
     attention_precision: str | None = None  # None: BF16 attention; "fp8": FP8 attention kernels on an FP8 KV cache
     expert_balance: str = balance.DEFAULT_MODE  # eplb (default), none, ideal: the most loaded EP rank sets the step (I17)
     module_precision: dict[str, str] | None = None  # part -> weight format (I20); None: every part at precision
+    glue_fusion: str | None = None  # the stack's glue-kernel fusions (I22); None: unfused
 
     def __post_init__(self) -> None:
         if not self.prefill_chunk_tokens >= 1:
@@ -100,6 +101,7 @@ class Options:
         check_module_precision(self.module_precision)
         kv_bytes(self.kv_precision)
         balance.check_mode(self.expert_balance)
+        glue.profile(self.glue_fusion)
         if self.draft_tokens < 0:
             raise UsageError("--mtp: draft tokens must be >= 0")
         if not 1.0 <= self.acceptance_length <= 1 + self.draft_tokens:
@@ -160,7 +162,7 @@ def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_
                                 kv_precision_bytes=kv_bytes(opts.kv_precision),
                                 attention_precision=opts.attention_precision, decode_seqs=decode_seqs,
                                 context_tokens=context_tokens, expert_balance=opts.expert_balance,
-                                module_precision=opts.module_precision).stage_s
+                                module_precision=opts.module_precision, glue_fusion=opts.glue_fusion).stage_s
     return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
 
 
@@ -185,13 +187,13 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                                ranks=plan.dp, synchronized=arch.is_moe)
     base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
-                      module_precision=opts.module_precision,
+                      module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
                       prefill_len=wl.input_tokens)
     with_chunk = stage_time(arch, cluster, plan, precision=opts.precision,
                             kv_precision_bytes=kv_bytes(opts.kv_precision), attention_precision=opts.attention_precision,
                             expert_balance=opts.expert_balance,
-                            module_precision=opts.module_precision,
+                            module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
                             prefill_len=wl.input_tokens,
                             routed_tokens_per_rank=scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp))
@@ -201,7 +203,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     tpot = t_iter / a
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                        attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
-                       module_precision=opts.module_precision,
+                       module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.input_tokens)
     ttft = np.ceil(wl.input_tokens / chunk) * _iteration_s(plan, burst.stage_s, draft, host_overhead_s)
@@ -221,7 +223,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     ctx = wl.input_tokens + wl.output_tokens / 2.0 if context_tokens is None else context_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
-                    module_precision=opts.module_precision,
+                    module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
     br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
     t_step = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
@@ -239,7 +241,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     tokens = n * wl.input_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
-                    module_precision=opts.module_precision,
+                    module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens)
     kvb = kv_bytes(opts.kv_precision)
     ttft = plan.pp * br.stage_s + kv_handover_s(arch, cluster, plan, wl, kvb)

@@ -194,7 +194,8 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
 def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, precision: str, kv_precision_bytes: float,
                decode_seqs, context_tokens, query_tokens=1.0, prefill_tokens=0.0, prefill_len=0.0,
                attention_precision: str | None = None, routed_tokens_per_rank=None,
-               expert_balance: str | None = None, module_precision=None) -> StageBreakdown:
+               expert_balance: str | None = None, module_precision=None,
+               glue_fusion: str | None = None) -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
@@ -209,7 +210,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     all-to-all are those of the most loaded EP rank, f times the group mean (I17); the all-to-all moves
     max(this rank's sends, f x the mean a rank receives). None: the mean rank (no imbalance).
     ``module_precision``: weight format per part (I20; :func:`supernode.infer.precision.module_formats`), the
-    parts not named at ``precision``; None: every part at ``precision``."""
+    parts not named at ``precision``; None: every part at ``precision``. ``glue_fusion``: the serving stack's
+    glue-kernel fusions (I22, :mod:`supernode.infer.glue`); None: ``unfused``."""
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -243,7 +245,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     def aux(q_tok):  # I13 kernel floors + I22 activation traffic of the glue kernels
         return kernels.aux_kernels_s(eff, dense_l, moe_l, chip,
                                      glue.stage_bytes(arch, formats, chip_formats, t, kv_precision_bytes, q_tok,
-                                                      dense_l, moe_l))
+                                                      dense_l, moe_l, glue_fusion))
 
     gemm_s = gemm_time(q) + aux(q)
     gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + aux(q / 2.0)), gemm_s)
@@ -291,7 +293,7 @@ DRAFT_EXTRA_KERNELS = 4  # per draft pass besides the block's own: embedding gat
 def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, precision: str,
                     kv_precision_bytes: float, decode_seqs, context_tokens,
                     attention_precision: str | None = None, expert_balance: str | None = None,
-                    module_precision=None) -> StageBreakdown:
+                    module_precision=None, glue_fusion: str | None = None) -> StageBreakdown:
     """Time of ONE sequential draft pass of multi-token prediction (MTP) on every plan (I14).
 
     DeepSeek-V3 MTP as served by TensorRT-LLM (one MTP module run m times autoregressively) and SGLang
@@ -335,7 +337,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     lm = _lm_head_s(arch, chip, eff, q, t, formats["lm_head"])
     dl, ml = (0.0, 1.0) if moe_block else (1.0, 0.0)
     aux = (kernels.aux_kernels_s(eff, dl, ml, chip, glue.stage_bytes(arch, block, tuple(chip.peak_flop_per_s), t,
-                                                                     kv_precision_bytes, q, dl, ml))
+                                                                     kv_precision_bytes, q, dl, ml, glue_fusion))
            + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
     gemm_s = attn + (moe_ffn if moe_block else dense_ffn) + proj + lm + aux
 

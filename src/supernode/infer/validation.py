@@ -48,6 +48,9 @@ def predict(catalog: Catalog, case: dict) -> float:
     # module_precision: a fact of the source (I20), part -> weight format (a mapping) or a recipe name; absent = every
     # part at precision
     mods = {"module_precision": x["module_precision"]} if "module_precision" in x else {}
+    # glue_fusion: the stack's glue-kernel fusions, a fact of the source (I22); absent = "unfused"
+    if "glue_fusion" in x:
+        mods["glue_fusion"] = x["glue_fusion"]
     if kind == "decode":
         r = estimate_decode(catalog, x["model"], x["system"], x.get("chips"), context_tokens=x["context_tokens"],
                             batch_per_rank=x["batch_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
