@@ -5,7 +5,7 @@ RMSNorms with their residual adds, RoPE with the KV-cache write, the gated activ
 runs at a sub-16-bit format, the quantization of its input. I13 prices their launches (a kernel floor
 each); their bytes were neglected, which holds for small-batch decode but not when an iteration carries
 hundreds or thousands of tokens on a chip whose GEMMs are fast: on B200 at NVFP4 a Llama-70B layer's GEMMs
-take ~0.3 us per token, its glue moves ~0.46 MB per token, another ~0.09 us at the HBM rate.
+take ~0.3 us per token, its glue moves ~0.48 MB per token, another ~0.07 us at the HBM rate.
 
 Bytes per token of one layer on one chip of a t-way tensor-parallel group (activations BF16, A = 2 bytes;
 h hidden, H and K query and KV heads of width d, F the FFN width, b_f + s_f the bytes per element of a
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from supernode.catalog.loader import builtin_dir, parse_item
 from supernode.catalog.schema import Strict
 from supernode.errors import UsageError
 from supernode.infer.arch import ServingArch
-from supernode.infer.precision import ACTIVATION_BYTES, BYTES_PER_ELEMENT
+from supernode.infer.precision import ACTIVATION_BYTES, BYTES_PER_ELEMENT, WEIGHT_PRECISIONS
 
 DEFAULT_FUSION = "unfused"
 
@@ -51,7 +52,8 @@ class FusionProfile(Strict):
 
     title: str
     attention_quantized_output: bool  # with an 8-bit KV cache, attention writes o_proj's quantized input
-    activation_quantized_formats: list[str]  # the gated activation writes the down GEMM's input at these formats
+    # the gated activation writes the down GEMM's input at these formats (a sub-16-bit weight format)
+    activation_quantized_formats: list[Literal["fp8", "int8", "fp4"]]
     evidence: str
 
 
@@ -86,7 +88,7 @@ def describe(name: str | None) -> str:
 # bytes of block scales per element of a quantized activation: NVFP4 stores one E4M3 scale per 16 elements;
 # FP8 / INT8 activations use per-tensor or per-token scales (a few bytes per token: 0)
 SCALE_BYTES_PER_ELEMENT = {"fp4": 1.0 / 16.0}
-QUANTIZED_FORMATS = ("fp8", "int8", "fp4")
+QUANTIZED_FORMATS = tuple(f for f in WEIGHT_PRECISIONS if BYTES_PER_ELEMENT[f] < ACTIVATION_BYTES)
 
 
 def _quantized_input_bytes(fmt: str, chip_formats) -> float:

@@ -49,27 +49,26 @@ def predict(catalog: Catalog, case: dict) -> float:
     # part at precision
     mods = {"module_precision": x["module_precision"]} if "module_precision" in x else {}
     # glue_fusion: the stack's glue-kernel fusions, a fact of the source (I22); absent = "unfused"
-    if "glue_fusion" in x:
-        mods["glue_fusion"] = x["glue_fusion"]
+    fusion = {"glue_fusion": x["glue_fusion"]} if "glue_fusion" in x else {}
     if kind == "decode":
         r = estimate_decode(catalog, x["model"], x["system"], x.get("chips"), context_tokens=x["context_tokens"],
                             batch_per_rank=x["batch_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
                             precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
                             draft_tokens=x.get("draft_tokens", 0), acceptance_length=x.get("acceptance_length", 1.0),
-                            attention_precision=x.get("attention_precision"), **bal, **stack, **mods)
+                            attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion)
         return r["decode_tokens_per_s_per_chip"]
     if kind == "prefill":
         r = estimate_prefill(catalog, x["model"], x["system"], x.get("chips"), input_tokens=x["input_tokens"],
                              tokens_per_rank=x["tokens_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
                              precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
-                             attention_precision=x.get("attention_precision"), **bal, **mods)
+                             attention_precision=x.get("attention_precision"), **bal, **mods, **fusion)
         return r["prefill_tokens_per_s_per_chip"]
     if kind == "offline":
         fixed = {k: x[k] for k in ("tp", "pp", "dp", "ep", "batch") if k in x}
         r = search(catalog, x["model"], x["system"], x.get("chips"),
                    workload=Workload(x["input_tokens"], x["output_tokens"]), precision=x["precision"],
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
-                   attention_precision=x.get("attention_precision"), **bal, **stack, **mods,
+                   attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
                    **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}))
         return r["colocated"]["decode_tokens_per_s"]
     raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
