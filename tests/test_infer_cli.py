@@ -30,3 +30,31 @@ def test_infer_bad_inputs_exit_2_with_one_line(capsys):
         rc = main(["infer", "llama-3.1-8b", "--on", "h100", "--chips", "8", *argv])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and name in err and len(err.splitlines()) == 1, (argv, err)
+
+
+def test_micro_batch_overlap_can_be_fixed(capsys):
+    """--micro-batch-overlap / --no-micro-batch-overlap fix the plan's two-micro-batch overlap (a fact of the
+    serving stack); the choice is reported in the plan and the assumptions."""
+    common = ["infer", "deepseek-r1", "--on", "h100", "--chips", "16", "--input", "1024", "--output", "256",
+              "--precision", "fp8", "--attention-dp", "16", "--ep", "16", "--batch", "2048", "--json"]
+    seen = {}
+    for flag, want in (("--micro-batch-overlap", True), ("--no-micro-batch-overlap", False)):
+        assert main(common + [flag]) == 0
+        out = json.loads(capsys.readouterr().out)
+        seen[want] = out["colocated"]
+        assert out["colocated"]["plan"]["micro_batch_overlap"] is want
+        assert any("two-micro-batch overlap" in a for a in out["assumptions"])
+        assert out["configurations_evaluated"] == 1
+    assert seen[True]["tpot_s"] != seen[False]["tpot_s"]
+
+
+def test_candidate_plans_overlap_fixed():
+    from supernode.catalog import load_catalog
+    from supernode.infer import serving_arch
+    from supernode.infer.plan import candidate_plans
+
+    arch = serving_arch(load_catalog(), "deepseek-r1")
+    both = candidate_plans(arch, 16, 8, tp=1, dp=16, ep=16, batch=2048)
+    assert sorted(both.overlap.tolist()) == [0, 1]
+    for flag in (False, True):
+        assert candidate_plans(arch, 16, 8, tp=1, dp=16, ep=16, batch=2048, overlap=flag).overlap.tolist() == [int(flag)]

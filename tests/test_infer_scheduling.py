@@ -130,3 +130,40 @@ def test_colocated_dense_replicas_do_not_depend_on_dp():
     t1 = evaluate_colocated(arch, cl, _plan(2, 1, 1, 256), wl, SLO(), opts, 0.9).tpot_s[0]
     t4 = evaluate_colocated(arch, cl, _plan(2, 4, 1, 1024), wl, SLO(), opts, 0.9).tpot_s[0]
     assert t4 == pytest.approx(t1, rel=1e-9)
+
+
+def test_moe_dp_padding_makes_the_experts_work_at_the_loaded_rank():
+    """I23: with every attention-DP rank padding its MoE input to the largest rank's token count, a burst
+    iteration's routed experts see d x (b + H) tokens instead of the group mean, so the iteration is longer;
+    the routed-expert load it prices equals that of a group whose ranks all carry b + H."""
+    arch, cl = serving_arch(CAT, "deepseek-r1"), resolve_cluster(CAT, "b200", 8)
+    plan, wl = _plan(1, 8, 8, 3072), Workload(1024, 2048)
+    base = Options("fp4", "bf16", prefill_chunk_tokens=1153, expert_balance="none")
+    padded = Options("fp4", "bf16", prefill_chunk_tokens=1153, expert_balance="none", moe_dp_padding=True)
+    t0 = evaluate_colocated(arch, cl, plan, wl, SLO(), base, 0.9).tpot_s[0]
+    t1 = evaluate_colocated(arch, cl, plan, wl, SLO(), padded, 0.9).tpot_s[0]
+    assert t1 > 1.05 * t0
+    mix = chunk_mix(384 * 1024 / 2048, prompt_tokens=1024, chunk_budget_tokens=1153, ranks=8, synchronized=True)
+    burst_all_loaded = stage_time(arch, cl, plan, precision="fp4", kv_precision_bytes=kv_bytes("bf16"),
+                                  decode_seqs=384, context_tokens=2048, prefill_tokens=float(mix.burst_tokens),
+                                  prefill_len=1024, expert_balance="none").stage_s[0]
+    no_burst = stage_time(arch, cl, plan, precision="fp4", kv_precision_bytes=kv_bytes("bf16"), decode_seqs=384,
+                          context_tokens=2048, prefill_tokens=0.0, prefill_len=1024, expert_balance="none").stage_s[0]
+    p = float(mix.burst_probability)
+    assert t1 == pytest.approx(p * burst_all_loaded + (1 - p) * no_burst, rel=1e-9)
+
+
+def test_moe_dp_padding_changes_nothing_for_one_rank_or_a_dense_model():
+    """With one attention-DP rank there is no other rank to pad to; a dense model has no MoE input."""
+    wl = Workload(1024, 2048)
+    arch, cl = serving_arch(CAT, "deepseek-r1"), resolve_cluster(CAT, "b200", 8)
+    one = _plan(8, 1, 8, 384)
+    kw = dict(prefill_chunk_tokens=1153, expert_balance="none")
+    a = evaluate_colocated(arch, cl, one, wl, SLO(), Options("fp4", "bf16", **kw), 0.9).tpot_s[0]
+    b = evaluate_colocated(arch, cl, one, wl, SLO(), Options("fp4", "bf16", moe_dp_padding=True, **kw), 0.9).tpot_s[0]
+    assert b == pytest.approx(a, rel=1e-12)
+    arch, cl = serving_arch(CAT, "llama-3.1-70b"), resolve_cluster(CAT, "h100", 8)
+    plan = _plan(2, 4, 1, 1024)
+    a = evaluate_colocated(arch, cl, plan, wl, SLO(), Options("fp8", "bf16"), 0.9).tpot_s[0]
+    b = evaluate_colocated(arch, cl, plan, wl, SLO(), Options("fp8", "bf16", moe_dp_padding=True), 0.9).tpot_s[0]
+    assert b == pytest.approx(a, rel=1e-12)

@@ -132,12 +132,19 @@ def register(app: typer.Typer) -> None:
                                         "(I22): unfused (default; a quantization kernel before every FP8/FP4 GEMM "
                                         "input) or trtllm-1.0 (attention writes o_proj's quantized input; FP8 SwiGLU "
                                         "writes FP8)."),
+        moe_dp_padding: bool = typer.Option(False, "--moe-dp-padding", help="The attention-DP ranks pad their MoE "
+                                            "input to the largest rank's token count (I23; TensorRT-LLM 0.20's NVFP4 "
+                                            "MoE): a prefilling rank makes every rank's experts work at its load."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
         ep: Optional[int] = typer.Option(None, "--ep", help="Fix the expert-parallel degree."),
         attention_dp: Optional[int] = typer.Option(None, "--attention-dp", help="Fix the attention data-parallel degree."),
         batch: Optional[int] = typer.Option(None, "--batch", help="Fix the sequences in flight per instance."),
+        micro_batch_overlap: Optional[bool] = typer.Option(None, "--micro-batch-overlap/--no-micro-batch-overlap",
+                                                           help="Fix two-micro-batch overlap of communication with "
+                                                           "compute on (SGLang TBO, vLLM DBO) or off (stacks "
+                                                           "without it); default: the faster of both."),
         as_json: bool = typer.Option(False, "--json", help="JSON output (SI units)."),
         allowed_for: Optional[str] = typer.Option(None, "--allowed-for", help="Buyer country (e.g. CN): refuse "
                                                   "hardware that buyer cannot obtain on --date."),
@@ -157,8 +164,9 @@ def register(app: typer.Typer) -> None:
                      kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
-                     module_precision=module_precision, glue_fusion=glue_fusion,
-                     fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch).items()
+                     module_precision=module_precision, glue_fusion=glue_fusion, moe_dp_padding=moe_dp_padding,
+                     fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
+                                                  overlap=micro_batch_overlap).items()
                             if v is not None}, disaggregated=disaggregated)
         if allowed_notes:
             res["assumptions"] = list(res["assumptions"]) + allowed_notes

@@ -74,12 +74,15 @@ def _divisors(n: int) -> list[int]:
 
 
 def candidate_plans(arch: ServingArch, chips: int, scale_up_chips: int, *, tp=None, pp=None, dp=None, ep=None,
-                    batch=None, batches: list[int] | None = None, max_instance_chips: int | None = None) -> PlanGrid:
+                    batch=None, batches: list[int] | None = None, max_instance_chips: int | None = None,
+                    overlap: bool | None = None) -> PlanGrid:
     """All plans on at most ``chips`` chips: tp a power of two within the scale-up domain and not
     above the query heads; pp a power of two not above the layers; dp a power of two; ep (MoE) the
     whole stage or a power-of-two share of it; batch from ``batches``. Any argument given fixes
     that degree (checked: one-line UsageError naming the flag). ``batches``: per-rank, per-micro-batch
-    sequence counts to try (default powers of two to 1024)."""
+    sequence counts to try (default powers of two to 1024). ``overlap``: True or False fixes two-micro-batch
+    overlap on or off (a fact of the serving stack: SGLang TBO, vLLM DBO; TensorRT-LLM of 2025 has none); None
+    tries both."""
     _check_fixed(arch, chips, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch)
     tps = [tp] if tp else [t for t in _pow2_upto(min(scale_up_chips, arch.heads)) if arch.heads % t == 0]
     pps = [pp] if pp else [p for p in _pow2_upto(min(arch.layers, 16))]
@@ -101,7 +104,7 @@ def candidate_plans(arch: ServingArch, chips: int, scale_up_chips: int, *, tp=No
                     eps = [1]
                 for e in eps:
                     for b in ([batch] if batch else [r * d * p for r in per_rank]):
-                        for o in (0, 1):
+                        for o in ((0, 1) if overlap is None else (int(bool(overlap)),)):
                             rows.append((t, p, d, e, b, o))
     if not rows:
         raise UsageError(f"--chips: no plan of {chips} chips satisfies the fixed degrees")

@@ -96,9 +96,11 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
            disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
-           serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None) -> dict:
+           serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
+           moe_dp_padding: bool = False) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
-    id with ``chips``) for ``workload`` under ``slo``. ``expert_balance``: the expert-load balancer of the
+    id with ``chips``) for ``workload`` under ``slo``. ``fixed``: degrees the user fixes (``tp``, ``pp``, ``dp``,
+    ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap). ``expert_balance``: the expert-load balancer of the
     deployment, ``eplb`` (default: EPLB with redundant experts, as large-EP deployments run), ``none`` or
     ``ideal`` (simulated balanced routing); I17. ``serving_stack``: None / ``overlapped`` (default: host
     scheduling hidden behind the GPU) or a stack in ``data/inference/small-batch-costs.yaml`` whose host
@@ -106,7 +108,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     (``{"attention": "bf16", ...}``), ``"module=format,..."`` or a recipe name from
     ``data/inference/precision-recipes.yaml`` (I20); parts not named at ``precision``. ``glue_fusion``: the
     stack's glue-kernel fusions, a profile of ``data/inference/glue-fusions.yaml`` (I22; None: ``unfused``).
-    Returns a JSON-ready dict (SI units)."""
+    ``moe_dp_padding``: the attention-DP ranks pad their MoE input to the largest rank's token count (I23,
+    co-located serving). Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
@@ -116,7 +119,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     check_module_formats_on_chip(cluster.chip, modules)
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
-                   attention_precision, expert_balance, modules, glue_fusion)
+                   attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding))
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -137,6 +140,12 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         assumptions.append(balance.describe(expert_balance))
     assumptions.append(fixed_costs.describe(serving_stack))
     assumptions.append(glue.describe(glue_fusion))
+    if moe_dp_padding and arch.is_moe:
+        assumptions.append("MoE input padded to the largest attention-DP rank's token count (I23): in an iteration "
+                           "where one rank prefills, the routed experts see every rank at its load")
+    if "overlap" in opts.fixed:
+        assumptions.append("two-micro-batch overlap of communication with compute fixed "
+                           + ("on" if opts.fixed["overlap"] else "off (the serving stack has none)"))
     if draft_tokens:
         assumptions.append(f"speculative decoding / MTP: {draft_tokens} draft token(s) verified per step, "
                            f"{acceptance_length:g} tokens accepted per step on average")

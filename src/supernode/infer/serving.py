@@ -15,7 +15,10 @@ A prompt is prefilled in bursts of the scheduler's chunk budget (``--prefill-chu
 max_num_batched_tokens / SGLang chunked_prefill_size), so its TTFT is ceil(I / C) such iterations
 (no queueing before admission), and an iteration carries a chunk or none: the mean iteration time
 is the mixture of :mod:`supernode.infer.scheduling` (I15), in which the attention-DP ranks of a MoE
-instance wait for the slowest one at every all-to-all; dense replicas do not.
+instance wait for the slowest one at every all-to-all; dense replicas do not. With ``moe_dp_padding``
+(I23) every rank pads its MoE input to the slowest rank's token count, so in such an iteration the routed
+experts see d times the loaded rank's tokens instead of the group's mean (padded rows routed like real
+ones: a lower bound, since a stack's zero rows all pick the same bias-preferred experts).
 
 Disaggregated (I10): prefill instances run prompts only, TTFT = pp T_stage(n I tokens per rank)
 + the KV hand-over (I12); prefill throughput = n dp I / T_stage. Decode instances run decode
@@ -87,12 +90,15 @@ class Options:
     kv_precision: str = "bf16"
     draft_tokens: int = 0
     acceptance_length: float = 1.0
-    fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch
+    fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch, overlap (bool)
     prefill_chunk_tokens: int = 8192  # chunked-prefill budget per rank and iteration (SGLang default 8,192)
     attention_precision: str | None = None  # None: BF16 attention; "fp8": FP8 attention kernels on an FP8 KV cache
     expert_balance: str = balance.DEFAULT_MODE  # eplb (default), none, ideal: the most loaded EP rank sets the step (I17)
     module_precision: dict[str, str] | None = None  # part -> weight format (I20); None: every part at precision
     glue_fusion: str | None = None  # the stack's glue-kernel fusions (I22); None: unfused
+    # attention-DP ranks pad their MoE input to the largest rank's token count (I23): the routed experts see
+    # d x the loaded rank's tokens in an iteration where one rank prefills (TensorRT-LLM 0.20's NVFP4 MoE path)
+    moe_dp_padding: bool = False
 
     def __post_init__(self) -> None:
         if not self.prefill_chunk_tokens >= 1:
@@ -196,7 +202,8 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                             module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
                             prefill_len=wl.input_tokens,
-                            routed_tokens_per_rank=scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp))
+                            routed_tokens_per_rank=(None if opts.moe_dp_padding else
+                                                    scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp)))
     br = scheduling.expected_breakdown(mix, base, with_chunk)
     br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
     t_iter = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
@@ -256,4 +263,4 @@ def grid(arch: ServingArch, cluster: ClusterSpec, opts: Options, batches=None, m
     f = opts.fixed
     return candidate_plans(arch, cluster.chips, cluster.scale_up.domain_chips, tp=f.get("tp"), pp=f.get("pp"),
                            dp=f.get("dp"), ep=f.get("ep"), batch=f.get("batch"), batches=batches,
-                           max_instance_chips=max_instance_chips)
+                           max_instance_chips=max_instance_chips, overlap=f.get("overlap"))

@@ -55,20 +55,25 @@ def predict(catalog: Catalog, case: dict) -> float:
                             batch_per_rank=x["batch_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
                             precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
                             draft_tokens=x.get("draft_tokens", 0), acceptance_length=x.get("acceptance_length", 1.0),
-                            attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion)
+                            attention_precision=x.get("attention_precision"), overlap=x.get("micro_batch_overlap"),
+                            **bal, **stack, **mods, **fusion)
         return r["decode_tokens_per_s_per_chip"]
     if kind == "prefill":
         r = estimate_prefill(catalog, x["model"], x["system"], x.get("chips"), input_tokens=x["input_tokens"],
                              tokens_per_rank=x["tokens_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
                              precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
-                             attention_precision=x.get("attention_precision"), **bal, **mods, **fusion)
+                             attention_precision=x.get("attention_precision"), overlap=x.get("micro_batch_overlap"),
+                             **bal, **mods, **fusion)
         return r["prefill_tokens_per_s_per_chip"]
     if kind == "offline":
         fixed = {k: x[k] for k in ("tp", "pp", "dp", "ep", "batch") if k in x}
+        if "micro_batch_overlap" in x:  # a fact of the serving stack (absent: the faster of with and without)
+            fixed["overlap"] = bool(x["micro_batch_overlap"])
         r = search(catalog, x["model"], x["system"], x.get("chips"),
                    workload=Workload(x["input_tokens"], x["output_tokens"]), precision=x["precision"],
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
+                   moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
                    **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}))
         return r["colocated"]["decode_tokens_per_s"]
     raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
