@@ -69,12 +69,15 @@ def test_mla_attention_and_moe_ffns_are_not_priced():
     assert dense_only == pytest.approx(10.0 * DS.dense_layers * glue.dense_ffn_bytes_per_token(DS, fm, ALL, t)[0])
 
 
-def test_glue_bytes_are_priced_at_the_family_streaming_rate():
+def test_glue_bytes_are_priced_at_the_family_glue_rate():
+    """1 GB of glue traffic on a B200 (8 TB/s, glue fraction 0.56) adds 1e9 / (8e12 x 0.56) s = 223 us to the
+    kernel floors."""
     c = resolve_cluster(CAT, "b200", 1)
     eff = kernels.efficiency(c)
     floors = kernels.aux_kernels_s(eff, 80, 0)
     priced = kernels.aux_kernels_s(eff, 80, 0, c.chip, 1e9)
-    bw = c.chip.memory_bandwidth_bytes_per_s * eff.memory_bandwidth_fraction
+    assert float(priced - floors) == pytest.approx(223.2e-6, rel=1e-3)
+    bw = c.chip.memory_bandwidth_bytes_per_s * eff.glue_fraction
     assert priced - floors == pytest.approx(1e9 / bw)
     assert kernels.aux_kernels_s(eff, 80, 0, c.chip, 0.0) == pytest.approx(floors)
 
@@ -131,3 +134,25 @@ def test_every_profile_has_its_evidence():
     for name in glue.fusion_profiles():
         p = glue.profile(name)
         assert len(p.evidence) > 100 and set(p.activation_quantized_formats) <= set(glue.QUANTIZED_FORMATS)
+
+
+def test_glue_bandwidth_fraction_is_the_fit_on_the_glue_kernel_tables():
+    """I22's glue-kernel fraction of each family with tables equals its re-derivation from data/glue-kernels
+    (median over sources of each source's median achieved / nominal bandwidth at >= 2,048 tokens); it fails
+    when the data or the stored value moves. A family without tables falls back to its streaming fraction."""
+    from supernode.perf.calibration import fit_glue_bandwidth_fraction, glue_fractions_by_source, glue_tables
+    from supernode.perf.compute import efficiency
+
+    cat = load_catalog()
+    for t in glue_tables():
+        assert t.source in cat.sources, t.id
+        assert t.chip in cat.chips, t.id
+    for family, n_sources in (("nvidia-blackwell", 6), ("nvidia-hopper", 5)):
+        assert len(glue_fractions_by_source(cat, family)) == n_sources
+        assert efficiency(family).glue_fraction == pytest.approx(fit_glue_bandwidth_fraction(cat, family), abs=0.005)
+    assert efficiency("nvidia-blackwell").glue_fraction < efficiency("nvidia-blackwell").memory_bandwidth_fraction
+    with pytest.raises(ValueError, match="no glue-kernel tables"):
+        fit_glue_bandwidth_fraction(cat, "amd-cdna3")
+    cdna3 = efficiency("amd-cdna3")
+    assert cdna3.glue_fraction == cdna3.memory_bandwidth_fraction
+

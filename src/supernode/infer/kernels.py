@@ -50,12 +50,13 @@ def aux_kernels_s(eff: compute.Efficiency, dense_layers, moe_layers, chip: ChipS
     activation, residual adds / quantization (dense: 6); MoE layers add router top-k, permute and
     unpermute, and dispatch/combine preparation (10). Each costs the kernel floor, which is what binds
     them at small batch; ``glue_bytes`` (I22, :mod:`supernode.infer.glue`), the activations they read and
-    write, add their HBM streaming time (K4) on ``chip``."""
+    write, add their HBM time (K4) on ``chip`` at the family's glue-kernel bandwidth fraction (fitted on
+    ``data/glue-kernels``; the streaming fraction where a family has none)."""
     floors = eff.kernel_floor_s * (AUX_KERNELS_PER_LAYER["dense"] * np.asarray(dense_layers, float)
                                    + AUX_KERNELS_PER_LAYER["moe"] * np.asarray(moe_layers, float))
     if chip is None:
         return floors
-    return floors + compute.memory_time_s(chip, eff, np.asarray(glue_bytes, float))
+    return floors + compute.memory_time_s(chip, eff, np.asarray(glue_bytes, float), eff.glue_fraction)
 
 
 def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.ndarray:

@@ -98,3 +98,50 @@ def fits(catalog: Catalog) -> list[KernelFit]:
     from supernode.hardware import resolve_cluster
 
     return [fit(t, resolve_cluster(catalog, t.chip, 1).chip) for t in kernel_tables()]
+
+
+GLUE_MIN_TOKENS = 2048  # rows below this are launch/tail bound, not bandwidth bound (serving iterations carry more)
+
+
+class GlueKernelTable(Strict):
+    """Published timings of memory-bound glue kernels (norms, quantization, activations, RoPE, KV casts) on one
+    chip: achieved HBM bandwidth per row, as the source prints it or computed from its time and bytes."""
+
+    id: str
+    description: str
+    source: str
+    chip: str
+    columns: list[Literal["kernel", "implementation", "tokens", "hidden", "bytes_per_s", "bandwidth"]]
+    rows: list[list[str | float | int]]
+
+
+def glue_tables() -> list[GlueKernelTable]:
+    folder = builtin_dir() / "glue-kernels"
+    return [parse_item(p, GlueKernelTable) for p in sorted(Path(folder).glob("*.yaml"))]
+
+
+def glue_fractions_by_source(catalog: Catalog, family: str) -> dict[str, float]:
+    """Per source, the median achieved / nominal HBM bandwidth of its glue-kernel rows at >= GLUE_MIN_TOKENS
+    tokens on chips of ``family`` (nominal: the catalog's memory bandwidth of the row's chip)."""
+    from supernode.hardware import resolve_cluster
+
+    by_source: dict[str, list[float]] = defaultdict(list)
+    for t in glue_tables():
+        chip = resolve_cluster(catalog, t.chip, 1).chip
+        if chip.family != family or not chip.memory_bandwidth_bytes_per_s:
+            continue
+        col = {c: i for i, c in enumerate(t.columns)}
+        for r in t.rows:
+            if float(r[col["tokens"]]) >= GLUE_MIN_TOKENS:
+                by_source[t.source].append(float(r[col["bytes_per_s"]]) / chip.memory_bandwidth_bytes_per_s)
+    return {s: float(np.median(v)) for s, v in by_source.items() if v}
+
+
+def fit_glue_bandwidth_fraction(catalog: Catalog, family: str) -> float:
+    """The family's glue-kernel bandwidth fraction (I22): the median over sources of each source's median
+    achieved / nominal HBM bandwidth (:func:`glue_fractions_by_source`), each source weighing once whatever its
+    row count. ValueError when the family has no glue-kernel table."""
+    per_source = glue_fractions_by_source(catalog, family)
+    if not per_source:
+        raise ValueError(f"no glue-kernel tables for chip family {family!r} in data/glue-kernels")
+    return float(np.median(list(per_source.values())))

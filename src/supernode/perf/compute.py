@@ -58,6 +58,9 @@ class EfficiencyFile(Strict):
     # the same in training (forward + backward, recompute), where it differs: by default attention_peak_fraction
     attention_training_peak_fraction: Factor | None = None
     memory_bandwidth_fraction: Factor  # achieved / nominal HBM bandwidth for streaming kernels
+    # achieved / nominal HBM bandwidth of serving-stack glue kernels (norms, quantization, activations, RoPE) at
+    # serving sizes, fitted on data/glue-kernels (I22); None: memory_bandwidth_fraction
+    glue_bandwidth_fraction: Factor | None = None
     collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
     overlap: dict[str, Factor] = {}  # software overlap fractions (default.yaml); see step model
     memory: dict[str, Factor] = {}  # usable_memory_fraction etc. (default.yaml)
@@ -81,6 +84,14 @@ class Efficiency:
     assumptions: tuple[str, ...] = field(default_factory=tuple)
     attention_training_peak_fraction: float | None = None  # None: attention_peak_fraction
     gemm_kernel_latency_s: float = 0.0  # t_0 of K1: added once per GEMM kernel
+    glue_bandwidth_fraction: float | None = None  # glue kernels' HBM fraction (I22); None: memory_bandwidth_fraction
+
+    @property
+    def glue_fraction(self) -> float:
+        """Achieved / nominal HBM bandwidth of the glue kernels (I22): the family's fitted value, else its
+        streaming fraction."""
+        f = self.glue_bandwidth_fraction
+        return self.memory_bandwidth_fraction if f is None else f
 
     @property
     def attention_training_fraction(self) -> float:
@@ -141,6 +152,7 @@ def efficiency(family: str) -> Efficiency:
         attention_training_peak_fraction=(data.attention_training_peak_fraction.value
                                           if data.attention_training_peak_fraction else None),
         memory_bandwidth_fraction=data.memory_bandwidth_fraction.value,
+        glue_bandwidth_fraction=data.glue_bandwidth_fraction.value if data.glue_bandwidth_fraction else None,
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
         overlap=ov,
         memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
@@ -201,12 +213,13 @@ def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precisio
     return flops / (chip.peak(p) * frac)
 
 
-def memory_time_s(chip: ChipSpec, eff: Efficiency, bytes_moved: ArrayLike) -> ArrayLike:
-    """Time (s) of a memory-bound op moving ``bytes_moved`` bytes through HBM (K4)."""
+def memory_time_s(chip: ChipSpec, eff: Efficiency, bytes_moved: ArrayLike, fraction: float | None = None) -> ArrayLike:
+    """Time (s) of a memory-bound op moving ``bytes_moved`` bytes through HBM (K4), at ``fraction`` of the
+    nominal bandwidth (default: the family's streaming fraction)."""
     bw = chip.memory_bandwidth_bytes_per_s
     if not bw:
         return 0.0 * bytes_moved
-    return bytes_moved / (bw * eff.memory_bandwidth_fraction)
+    return bytes_moved / (bw * (eff.memory_bandwidth_fraction if fraction is None else fraction))
 
 
 def tier_bw_efficiency(cluster, eff: Efficiency) -> np.ndarray:
