@@ -22,16 +22,21 @@ from supernode.hardware import ChipSpec
 from supernode.perf.compute import Efficiency, efficiency, gemm_time_s
 
 
-class KernelTable(Strict):
+class _MeasuredTable(Strict):
+    """A table of published kernel measurements on one catalog chip, from one source record."""
+
     id: str
     description: str
     source: str
     chip: str
+    rows: list[list[str | float | int]]  # one measurement per row, in the subclass's ``columns`` order
+
+
+class KernelTable(_MeasuredTable):
     precision: str
     input_bytes_per_element: float
     output_bytes_per_element: float
     columns: list[Literal["layout", "groups", "m", "n", "k", "tflop_per_s"]]
-    rows: list[list[str | float | int]]
 
 
 @dataclass(frozen=True)
@@ -103,16 +108,12 @@ def fits(catalog: Catalog) -> list[KernelFit]:
 GLUE_MIN_TOKENS = 2048  # rows below this are launch/tail bound, not bandwidth bound (serving iterations carry more)
 
 
-class GlueKernelTable(Strict):
+class GlueKernelTable(_MeasuredTable):
     """Published timings of memory-bound glue kernels (norms, quantization, activations, RoPE, KV casts) on one
-    chip: achieved HBM bandwidth per row, as the source prints it or computed from its time and bytes."""
+    chip: achieved HBM bandwidth per row (``bytes_per_s``), as the source prints it or computed from its time and
+    bytes (``bandwidth_kind``: stated or computed)."""
 
-    id: str
-    description: str
-    source: str
-    chip: str
-    columns: list[Literal["kernel", "implementation", "tokens", "hidden", "bytes_per_s", "bandwidth"]]
-    rows: list[list[str | float | int]]
+    columns: list[Literal["kernel", "implementation", "tokens", "hidden", "bytes_per_s", "bandwidth_kind"]]
 
 
 def glue_tables() -> list[GlueKernelTable]:
