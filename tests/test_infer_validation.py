@@ -31,3 +31,5 @@ def test_median_error_target():
     errs = [abs(r.error_fraction) for r in rs if r.expected == "pass"]
     assert len(errs) >= 4
     assert np.median(errs) <= 0.12 and max(errs) <= 0.30
+    # the median target holds over every case, known gaps included
+    assert np.median([abs(r.error_fraction) for r in rs]) <= 0.12
