@@ -26,7 +26,7 @@ def test_infer_table_runs(capsys):
 
 def test_infer_bad_inputs_exit_2_with_one_line(capsys):
     for argv, name in ((["--tp", "3"], "--tp"), (["--tpot", "fast"], "--tpot"), (["--precision", "fp4"], "--precision"),
-                       (["--input", "0"], "--input"), (["--ep", "4"], "--ep")):
+                       (["--input", "0"], "--input"), (["--ep", "4"], "--ep"), (["--admission", "sync"], "--admission")):
         rc = main(["infer", "llama-3.1-8b", "--on", "h100", "--chips", "8", *argv])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and name in err and len(err.splitlines()) == 1, (argv, err)
@@ -58,3 +58,18 @@ def test_candidate_plans_overlap_fixed():
     assert sorted(both.overlap.tolist()) == [0, 1]
     for flag in (False, True):
         assert candidate_plans(arch, 16, 8, tp=1, dp=16, ep=16, batch=2048, overlap=flag).overlap.tolist() == [int(flag)]
+
+
+def test_admission_aligned_from_the_cli(capsys):
+    """--admission aligned: the attention-DP ranks prefill in the same iterations; stated in the assumptions
+    and never slower than independent admission (I15)."""
+    common = ["infer", "deepseek-r1", "--on", "b200", "--chips", "8", "--input", "1024", "--output", "2048",
+              "--precision", "fp4", "--tp", "1", "--attention-dp", "8", "--ep", "8", "--batch", "3072",
+              "--prefill-chunk", "1153", "--json"]
+    tpot = {}
+    for mode in ("independent", "aligned"):
+        assert main(common + ["--admission", mode]) == 0
+        out = json.loads(capsys.readouterr().out)
+        tpot[mode] = out["colocated"]["tpot_s"]
+        assert any("admission aligned" in a for a in out["assumptions"]) is (mode == "aligned")
+    assert tpot["aligned"] < tpot["independent"]

@@ -167,3 +167,42 @@ def test_moe_dp_padding_changes_nothing_for_one_rank_or_a_dense_model():
     a = evaluate_colocated(arch, cl, plan, wl, SLO(), Options("fp8", "bf16"), 0.9).tpot_s[0]
     b = evaluate_colocated(arch, cl, plan, wl, SLO(), Options("fp8", "bf16", moe_dp_padding=True), 0.9).tpot_s[0]
     assert b == pytest.approx(a, rel=1e-12)
+
+
+def test_aligned_admission_bursts_every_rank_together():
+    """Aligned admission: the ranks carry H in the same iterations, so P = pi (not 1 - (1 - pi)^d) and all d
+    ranks are at H (K = d); for replicas of a dense model nothing changes."""
+    ind = chunk_mix(192.0, prompt_tokens=1024, chunk_budget_tokens=1153, ranks=8, synchronized=True)
+    al = chunk_mix(192.0, prompt_tokens=1024, chunk_budget_tokens=1153, ranks=8, synchronized=True,
+                   admission="aligned")
+    assert float(al.burst_probability) == pytest.approx(192 / 1024)
+    assert float(ind.burst_probability) == pytest.approx(1 - (1 - 192 / 1024) ** 8)
+    assert float(al.burst_ranks) == 8 and float(al.base_tokens) == 0 and float(al.burst_tokens) == 1024
+    dense = [chunk_mix(192.0, prompt_tokens=1024, chunk_budget_tokens=1153, ranks=8, synchronized=False,
+                       admission=a) for a in ("independent", "aligned")]
+    assert float(dense[0].burst_probability) == float(dense[1].burst_probability)
+    with pytest.raises(Exception, match="--admission"):
+        chunk_mix(192.0, prompt_tokens=1024, chunk_budget_tokens=1153, ranks=8, synchronized=True, admission="x")
+
+
+def test_aligned_admission_prices_the_all_ranks_burst_and_is_never_slower():
+    """Co-located MoE: with aligned admission E[T] = pi T(every rank at b + H) + (1 - pi) T(b); it is at most
+    the independent figure, because (P - pi)(T(b + H) - T(b)) >= 0 with the experts' extra work the same
+    (d pi ranks' prompts per iteration on average in both)."""
+    arch, cl = serving_arch(CAT, "deepseek-r1"), resolve_cluster(CAT, "b200", 8)
+    plan, wl = _plan(1, 8, 8, 3072), Workload(1024, 2048)
+    kw = dict(prefill_chunk_tokens=1153, expert_balance="none")
+    t_ind = evaluate_colocated(arch, cl, plan, wl, SLO(), Options("fp4", "bf16", **kw), 0.9).tpot_s[0]
+    t_al = evaluate_colocated(arch, cl, plan, wl, SLO(), Options("fp4", "bf16", admission="aligned", **kw),
+                              0.9).tpot_s[0]
+    assert t_al < t_ind
+    sk = dict(precision="fp4", kv_precision_bytes=kv_bytes("bf16"), decode_seqs=384, context_tokens=2048,
+              prefill_len=1024, expert_balance="none")
+    all_loaded = stage_time(arch, cl, plan, prefill_tokens=1024.0, **sk).stage_s[0]
+    no_burst = stage_time(arch, cl, plan, prefill_tokens=0.0, **sk).stage_s[0]
+    pi = 384 * 1024 / 2048 / 1024
+    assert t_al == pytest.approx(pi * all_loaded + (1 - pi) * no_burst, rel=1e-9)
+    # with I23 padding an aligned burst is already every rank at b + H: padding changes nothing
+    t_alp = evaluate_colocated(arch, cl, plan, wl, SLO(),
+                               Options("fp4", "bf16", admission="aligned", moe_dp_padding=True, **kw), 0.9).tpot_s[0]
+    assert t_alp == pytest.approx(t_al, rel=1e-9)

@@ -135,6 +135,10 @@ def register(app: typer.Typer) -> None:
         moe_dp_padding: bool = typer.Option(False, "--moe-dp-padding", help="The attention-DP ranks pad their MoE "
                                             "input to the largest rank's token count (I23; TensorRT-LLM 0.20's NVFP4 "
                                             "MoE): a prefilling rank makes every rank's experts work at its load."),
+        admission: str = typer.Option("independent", "--admission", help="How the attention-DP ranks of an MoE "
+                                      "instance admit prompts (I15): independent (default) or aligned (the same "
+                                      "iterations on every rank, as in a fixed-length offline run started all at "
+                                      "once)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
@@ -165,6 +169,7 @@ def register(app: typer.Typer) -> None:
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
                      module_precision=module_precision, glue_fusion=glue_fusion, moe_dp_padding=moe_dp_padding,
+                     admission=admission,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
                                                   overlap=micro_batch_overlap).items()
                             if v is not None}, disaggregated=disaggregated)

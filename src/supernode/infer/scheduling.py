@@ -17,6 +17,12 @@ c < u (the usual case at long prompts) L = 0, H = C = u and pi = c / C.
         E[T_iter] = P T(b + H; K̄) + (1 - P) T(b + L)
         K̄ = E[K | K >= 1] = d pi / P                                    (K ~ Bin(d, pi) ranks at H)
 
+Aligned admission (``admission="aligned"``): when every request has the same output length and the run
+starts with every slot empty (a fixed-length offline benchmark), each rank fills its slots one prompt unit
+per iteration in the same iterations, and the slots then free, and refill, in the same iterations on every
+rank; the ranks carry H together:
+        E[T_iter] = pi T(b + H; K̄ = d) + (1 - pi) T(b + L)              (no rank waits for another)
+
 T(b + H; K̄) is the stage time of a rank with b decode sequences and H prompt tokens while the
 routed experts, shared by the group, see its mean load b + L + K̄ (H - L) / d per rank (uniform
 routing); attention, dense/shared FFN and the all-to-all send are the loaded rank's. For d = 1 both
@@ -29,9 +35,9 @@ kept at the mean load c (L = H = c: the even-spread I9 figure, an upper bound fo
 than inventing a smaller batch.
 
 Expert-load imbalance over the EP ranks (I17) enters through ``stage_time``'s ``expert_balance``:
-T(b + H; K̄)'s routed experts see f times the group mean. Not modelled: the ramp-up and drain of a finite run,
-and schedulers that balance prompt chunks across ranks (TensorRT-LLM's ADP balance strategy); the
-latter moves the estimate toward the even-spread I9 figure.
+T(b + H; K̄)'s routed experts see f times the group mean. Not modelled: the ramp-up and drain of a finite run.
+Schedulers that make the ranks wait for each other's prompts (TensorRT-LLM's ADP balance strategy,
+``timeout_iters``) move the mixture toward aligned admission.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from supernode.errors import UsageError
 from supernode.infer.step import StageBreakdown
 
 
@@ -54,12 +61,25 @@ class ChunkMix:
     burst_ranks: np.ndarray  # K̄ = E[K | K >= 1], ranks at H in a burst iteration (MoE); 1 (dense: unused)
 
 
+ADMISSIONS = ("independent", "aligned")
+
+
+def check_admission(mode: str) -> str:
+    if mode not in ADMISSIONS:
+        raise UsageError(f"--admission: expected one of {', '.join(ADMISSIONS)}, got {mode!r}")
+    return mode
+
+
 def chunk_mix(prefill_tokens_per_rank, *, prompt_tokens: float, chunk_budget_tokens: float, ranks,
-              synchronized: bool) -> ChunkMix:
+              synchronized: bool, admission: str = "independent") -> ChunkMix:
     """I15 mixture. ``prefill_tokens_per_rank``: c, mean prompt tokens per rank and iteration (I9);
     ``prompt_tokens``: I; ``chunk_budget_tokens``: C_b, the scheduler's prompt-token budget per rank and
     iteration; ``ranks``: d attention-DP ranks per instance (per plan); ``synchronized``: whether the
-    ranks wait for each other in every layer (MoE all-to-all; False for replicas of a dense model)."""
+    ranks wait for each other in every layer (MoE all-to-all; False for replicas of a dense model);
+    ``admission``: ``independent`` (each rank admits prompts on its own: P = 1 - (1 - pi)^d) or ``aligned``
+    (the ranks admit in the same iterations, as in a fixed-length offline run that starts all at once:
+    P = pi, K̄ = d)."""
+    check_admission(admission)
     c = np.asarray(prefill_tokens_per_rank, dtype=float)
     d = np.asarray(ranks, dtype=float)
     shape = np.broadcast(c, d).shape
@@ -74,6 +94,8 @@ def chunk_mix(prefill_tokens_per_rank, *, prompt_tokens: float, chunk_budget_tok
     pi = np.divide(c - low, high - low, out=np.zeros(shape), where=high > low)
     if not synchronized:
         return ChunkMix(low, high, pi, np.ones(shape))
+    if admission == "aligned":
+        return ChunkMix(low, high, pi, d.astype(float))
     with np.errstate(divide="ignore"):  # log1p(-1) = -inf: P = 1
         p = -np.expm1(d * np.log1p(-pi))  # 1 - (1 - pi)^d without cancellation at small pi
     k = np.clip(np.divide(d * pi, p, out=np.ones(shape), where=p > 0), 1.0, d)

@@ -97,7 +97,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
-           moe_dp_padding: bool = False) -> dict:
+           moe_dp_padding: bool = False, admission: str = "independent") -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. ``fixed``: degrees the user fixes (``tp``, ``pp``, ``dp``,
     ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap). ``expert_balance``: the expert-load balancer of the
@@ -109,7 +109,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     ``data/inference/precision-recipes.yaml`` (I20); parts not named at ``precision``. ``glue_fusion``: the
     stack's glue-kernel fusions, a profile of ``data/inference/glue-fusions.yaml`` (I22; None: ``unfused``).
     ``moe_dp_padding``: the attention-DP ranks pad their MoE input to the largest rank's token count (I23,
-    co-located serving). Returns a JSON-ready dict (SI units)."""
+    co-located serving). ``admission``: how the attention-DP ranks of an MoE instance admit prompts in co-located
+    serving, ``independent`` (default) or ``aligned`` (the same iterations on every rank, as in a fixed-length
+    offline run started all at once; I15). Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
@@ -119,7 +121,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     check_module_formats_on_chip(cluster.chip, modules)
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
-                   attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding))
+                   attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding), admission=admission)
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -143,6 +145,10 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if moe_dp_padding and arch.is_moe:
         assumptions.append("MoE input padded to the largest attention-DP rank's token count (I23): in an iteration "
                            "where one rank prefills, the routed experts see every rank at its load")
+    if admission == "aligned" and arch.is_moe:
+        assumptions.append("prompt admission aligned across the attention-DP ranks (I15): the ranks prefill in the "
+                           "same iterations (a fixed-length offline run started all at once), so no rank waits "
+                           "for another's prompt")
     if "overlap" in opts.fixed:
         assumptions.append("two-micro-batch overlap of communication with compute fixed "
                            + ("on" if opts.fixed["overlap"] else "off (the serving stack has none)"))

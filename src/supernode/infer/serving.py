@@ -99,6 +99,9 @@ class Options:
     # attention-DP ranks pad their MoE input to the largest rank's token count (I23): the routed experts see
     # d x the loaded rank's tokens in an iteration where one rank prefills (TensorRT-LLM 0.20's NVFP4 MoE path)
     moe_dp_padding: bool = False
+    # how the attention-DP ranks of an MoE instance admit prompts (I15): "independent" (default) or "aligned"
+    # (the same iterations on every rank: a fixed-length offline run started all at once)
+    admission: str = "independent"
 
     def __post_init__(self) -> None:
         if not self.prefill_chunk_tokens >= 1:
@@ -108,6 +111,7 @@ class Options:
         kv_bytes(self.kv_precision)
         balance.check_mode(self.expert_balance)
         glue.profile(self.glue_fusion)
+        scheduling.check_admission(self.admission)
         if self.draft_tokens < 0:
             raise UsageError("--mtp: draft tokens must be >= 0")
         if not 1.0 <= self.acceptance_length <= 1 + self.draft_tokens:
@@ -190,7 +194,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     # prompts arrive in whole chunks: a mixture of iterations with and without one more chunk; with MoE
     # (per-layer all-to-all over the d ranks) an iteration waits for its slowest rank (I15)
     mix = scheduling.chunk_mix(c, prompt_tokens=wl.input_tokens, chunk_budget_tokens=opts.prefill_chunk_tokens,
-                               ranks=plan.dp, synchronized=arch.is_moe)
+                               ranks=plan.dp, synchronized=arch.is_moe, admission=opts.admission)
     base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                       module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,

@@ -74,6 +74,7 @@ def predict(catalog: Catalog, case: dict) -> float:
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
+                   admission=x.get("admission", "independent"),  # a fact of the run (I15)
                    **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}))
         return r["colocated"]["decode_tokens_per_s"]
     raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
