@@ -39,3 +39,16 @@ def test_median_error_target():
 def test_issue_targets_over_every_case():
     errs = [abs(run_case(CAT, p).error_fraction) for p in CASES]
     assert np.median(errs) <= 0.12 and max(errs) <= 0.30
+
+
+def test_bad_case_input_names_the_file(tmp_path, capsys):
+    """A case file with a bad input value: one line naming the file and the input, exit 2."""
+    from supernode.cli import main
+
+    src = next(p for p in CASES if p.stem == "infer-trtllm-h200-deepseek-r1-maxthroughput").read_text()
+    assert "admission: aligned" in src
+    bad = tmp_path / "infer-bad.yaml"
+    bad.write_text(src.replace("admission: aligned", "admission: sometimes"))
+    assert main(["validate", "--cases", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and "--admission" in err and "sometimes" in err

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from supernode.catalog.loader import Catalog
+from supernode.errors import SupernodeError
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,12 @@ def predict(catalog: Catalog, case: dict) -> float:
 
 
 def run_case(catalog: Catalog, path: Path) -> CaseResult:
+    """One case file against the model; a bad input value gives a one-line error that names the file."""
     case = yaml.safe_load(Path(path).read_text())
-    return CaseResult(case["id"], case["kind"], float(case["metric"]["value"]), float(predict(catalog, case)),
+    try:
+        predicted = float(predict(catalog, case))
+    except SupernodeError as err:  # e.g. "--admission: expected ..." -> "<file>: inputs: --admission: expected ..."
+        raise type(err)(f"{path}: inputs: {err}") from err
+    return CaseResult(case["id"], case["kind"], float(case["metric"]["value"]), predicted,
                       case["metric"]["unit"], float(case["tolerance"]), case.get("expected", "pass"))
 
