@@ -121,7 +121,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     check_module_formats_on_chip(cluster.chip, modules)
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
-                   attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding), admission=admission)
+                   attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding),
+                   admission=admission)
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
