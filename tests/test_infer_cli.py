@@ -26,7 +26,8 @@ def test_infer_table_runs(capsys):
 
 def test_infer_bad_inputs_exit_2_with_one_line(capsys):
     for argv, name in ((["--tp", "3"], "--tp"), (["--tpot", "fast"], "--tpot"), (["--precision", "fp4"], "--precision"),
-                       (["--input", "0"], "--input"), (["--ep", "4"], "--ep"), (["--admission", "sync"], "--admission")):
+                       (["--input", "0"], "--input"), (["--ep", "4"], "--ep"), (["--admission", "sync"], "--admission"),
+                       (["--prefill-dispatch", "per-node"], "--prefill-dispatch")):
         rc = main(["infer", "llama-3.1-8b", "--on", "h100", "--chips", "8", *argv])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and name in err and len(err.splitlines()) == 1, (argv, err)
@@ -73,3 +74,20 @@ def test_admission_aligned_from_the_cli(capsys):
         tpot[mode] = out["colocated"]["tpot_s"]
         assert any("admission aligned" in a for a in out["assumptions"]) is (mode == "aligned")
     assert tpot["aligned"] < tpot["independent"]
+
+
+def test_prefill_dispatch_from_the_cli(capsys):
+    """--prefill-dispatch (I24): the disaggregated search states the prefill kernels; with prefill instances that
+    span several 8-GPU nodes, deduplicated dispatch gives at least the all-to-all's prefill throughput."""
+    common = ["infer", "deepseek-r1", "--on", "h100", "--chips", "64", "--input", "4096", "--output", "256",
+              "--precision", "fp8", "--disaggregated", "--json"]
+    best = {}
+    for mode in ("dedup", "all-to-all"):
+        assert main(common + ["--prefill-dispatch", mode]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert any(("once per remote scale-up domain" in a) is (mode == "dedup") and "prefill MoE dispatch" in a
+                   for a in out["assumptions"])
+        best[mode] = out["disaggregated"]
+    assert best["dedup"]["feasible"] and best["all-to-all"]["feasible"]
+    rate = {m: b["prefill"]["prefill_tokens_per_s_per_chip"] for m, b in best.items()}
+    assert rate["dedup"] >= 0.999 * rate["all-to-all"]

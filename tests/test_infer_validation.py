@@ -33,12 +33,17 @@ def test_median_error_target():
     assert np.median(errs) <= 0.12 and max(errs) <= 0.30
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's targets over every case, known gaps included, are not met: "
-                   "median 12.3% and two cases above 30% (the TensorRT-LLM B200 DeepSeek-R1 max-throughput runs, "
-                   "+42% and +73%, whose files say why); turns red when both are met")
-def test_issue_targets_over_every_case():
+def test_median_target_over_every_case():
+    """The issue's median target (<= 12%) over every case, known gaps included."""
     errs = [abs(run_case(CAT, p).error_fraction) for p in CASES]
-    assert np.median(errs) <= 0.12 and max(errs) <= 0.30
+    assert np.median(errs) <= 0.12
+
+
+@pytest.mark.xfail(strict=True, reason="the issue's 'no case above 30%' over every case is not met: the TensorRT-LLM "
+                   "B200 DeepSeek-R1 max-throughput runs (+42% and +73%, whose files say why); turns red when it is")
+def test_no_case_above_30_percent_over_every_case():
+    errs = [abs(run_case(CAT, p).error_fraction) for p in CASES]
+    assert max(errs) <= 0.30
 
 
 def test_bad_case_input_names_the_file(tmp_path, capsys):

@@ -139,6 +139,10 @@ def register(app: typer.Typer) -> None:
                                       "instance admit prompts (I15): independent (default) or aligned (the same "
                                       "iterations on every rank, as in a fixed-length offline run started all at "
                                       "once)."),
+        prefill_dispatch: str = typer.Option("dedup", "--prefill-dispatch", help="MoE dispatch/combine kernels of "
+                                             "prefill forwards (I24): dedup (default; once per remote scale-up "
+                                             "domain, then forwarded: DeepEP normal mode) or all-to-all (every "
+                                             "routed copy)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
@@ -169,7 +173,7 @@ def register(app: typer.Typer) -> None:
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
                      module_precision=module_precision, glue_fusion=glue_fusion, moe_dp_padding=moe_dp_padding,
-                     admission=admission,
+                     admission=admission, prefill_dispatch=prefill_dispatch,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
                                                   overlap=micro_batch_overlap).items()
                             if v is not None}, disaggregated=disaggregated)

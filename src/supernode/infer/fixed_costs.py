@@ -45,17 +45,24 @@ class KernelFloors(Strict):
 
 
 class KernelCheck(Strict):
-    """Published dispatch/combine kernel times (not used by the model; tests assert I18 against them)."""
+    """Published dispatch/combine kernel times or bandwidths (not used by the model; tests assert I18, and I24 for
+    ``kernel: dedup``, against them). ``nodes_hit``: distinct nodes a token reaches under the benchmark's routing
+    (the count its bandwidth figure divides by; ``note`` says how it follows)."""
 
     id: str
     source: str
     locator: str
     system: str
+    kernel: Literal["all-to-all", "dedup"] = "all-to-all"
     dispatch_bytes_per_token: float
     combine_bytes_per_token: float
     experts_per_token: int
-    columns: list[Literal["ep", "tokens_per_rank", "dispatch_us", "combine_us"]]
+    expert_groups: int | None = None
+    groups_per_token: int | None = None
+    columns: list[Literal["ep", "tokens_per_rank", "dispatch_us", "combine_us", "dispatch_gb_per_s",
+                          "combine_gb_per_s", "nodes_hit"]]
     rows: list[list[float]]
+    note: str | None = None
 
 
 class HostOverhead(Strict):

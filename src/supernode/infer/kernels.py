@@ -73,3 +73,20 @@ def moe_dispatch_s(cluster: ClusterSpec, size_bytes, n, ceff) -> np.ndarray:
 def moe_combine_s(cluster: ClusterSpec, size_bytes, n, ceff) -> np.ndarray:
     """One MoE combine kernel (I18): alpha_c + the all-to-all's bandwidth term."""
     return coll.moe_a2a_kernel_s(cluster, size_bytes, n, fixed_costs.moe_kernel_floor_s("combine"), 1, ceff)
+
+
+def moe_dedup_dispatch_s(cluster: ClusterSpec, token_bytes, k: float, n, ceff, expert_groups=None,
+                         groups_per_token=None) -> np.ndarray:
+    """One deduplicated MoE dispatch kernel (I24; DeepEP normal / high-throughput kernels): alpha_d + the
+    bandwidth term of a dispatch that crosses the scale-out fabric once per remote scale-up domain
+    (:func:`supernode.perf.collectives.moe_dedup_kernel_s`); ``token_bytes`` per token, counted once."""
+    return coll.moe_dedup_kernel_s(cluster, token_bytes, k, n, fixed_costs.moe_kernel_floor_s("dispatch"), 1, ceff,
+                                   expert_groups, groups_per_token)
+
+
+def moe_dedup_combine_s(cluster: ClusterSpec, token_bytes, k: float, n, ceff, expert_groups=None,
+                        groups_per_token=None) -> np.ndarray:
+    """One deduplicated MoE combine kernel (I24): reduced inside each scale-up domain, then sent once per
+    remote domain; alpha_c + the bandwidth term."""
+    return coll.moe_dedup_kernel_s(cluster, token_bytes, k, n, fixed_costs.moe_kernel_floor_s("combine"), 1, ceff,
+                                   expert_groups, groups_per_token)

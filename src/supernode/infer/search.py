@@ -91,13 +91,21 @@ PREFILL_PROMPTS_PER_RANK = [1, 2, 4, 8, 16, 32, 64]
 MAX_PREFILL_TOKENS_PER_RANK = 65536
 
 
+def _describe_prefill_dispatch(mode: str) -> str:
+    if mode == "dedup":
+        return ("prefill MoE dispatch/combine by high-throughput kernels (I24, DeepEP normal mode): a token crosses "
+                "the scale-out fabric once per remote scale-up domain holding one of its experts and is forwarded "
+                "over scale-up; decode and co-located iterations send every routed copy (low-latency kernels, I18)")
+    return "prefill MoE dispatch/combine sends every routed copy to its expert's chip (all-to-all, I24)"
+
+
 def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, chips: int | None = None, *,
            workload: Workload, slo: SLO = SLO(), precision: str | None = None, kv_precision: str = "bf16",
            draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
            disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
-           moe_dp_padding: bool = False, admission: str = "independent") -> dict:
+           moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup") -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. ``fixed``: degrees the user fixes (``tp``, ``pp``, ``dp``,
     ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap). ``expert_balance``: the expert-load balancer of the
@@ -111,7 +119,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     ``moe_dp_padding``: the attention-DP ranks pad their MoE input to the largest rank's token count (I23,
     co-located serving). ``admission``: how the attention-DP ranks of an MoE instance admit prompts in co-located
     serving, ``independent`` (default) or ``aligned`` (the same iterations on every rank, as in a fixed-length
-    offline run started all at once; I15). Returns a JSON-ready dict (SI units)."""
+    offline run started all at once; I15). ``prefill_dispatch``: the MoE dispatch/combine kernels of prefill
+    forwards, ``dedup`` (default: once per remote scale-up domain, DeepEP normal mode) or ``all-to-all`` (I24).
+    Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
@@ -122,7 +132,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
                    attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding),
-                   admission=admission)
+                   admission=admission, prefill_dispatch=prefill_dispatch)
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -150,6 +160,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         assumptions.append("prompt admission aligned across the attention-DP ranks (I15): the ranks prefill in the "
                            "same iterations (a fixed-length offline run started all at once), so no rank waits "
                            "for another's prompt")
+    if arch.is_moe and disaggregated:
+        assumptions.append(_describe_prefill_dispatch(prefill_dispatch))
     if "overlap" in opts.fixed:
         assumptions.append("two-micro-batch overlap of communication with compute fixed "
                            + ("on" if opts.fixed["overlap"] else "off (the serving stack has none)"))
@@ -308,9 +320,9 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
                      tokens_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
                      overlap: bool | None = None, kv_precision: str = "bf16",
                      attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
-                     module_precision=None, glue_fusion: str | None = None) -> dict:
-    """Saturated prefill throughput of one fixed plan (validation); ``expert_balance``, ``module_precision`` and
-    ``glue_fusion`` as in :func:`search`."""
+                     module_precision=None, glue_fusion: str | None = None, prefill_dispatch: str = "dedup") -> dict:
+    """Saturated prefill throughput of one fixed plan (validation); ``expert_balance``, ``module_precision``,
+    ``glue_fusion`` and ``prefill_dispatch`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -324,7 +336,7 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     modules = resolve_module_precision(module_precision)
     check_module_formats_on_chip(cluster.chip, modules)
     opts = Options(precision, kv_precision, attention_precision=attention_precision, expert_balance=expert_balance,
-                   module_precision=modules, glue_fusion=glue_fusion)
+                   module_precision=modules, glue_fusion=glue_fusion, prefill_dispatch=prefill_dispatch)
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
     i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))

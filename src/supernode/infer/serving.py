@@ -102,6 +102,9 @@ class Options:
     # how the attention-DP ranks of an MoE instance admit prompts (I15): "independent" (default) or "aligned"
     # (the same iterations on every rank: a fixed-length offline run started all at once)
     admission: str = "independent"
+    # the MoE dispatch/combine kernels of prefill forwards (I24): "dedup" (default; high-throughput kernels that
+    # cross the scale-out fabric once per remote scale-up domain, DeepEP normal mode) or "all-to-all" (every copy)
+    prefill_dispatch: str = "dedup"
 
     def __post_init__(self) -> None:
         if not self.prefill_chunk_tokens >= 1:
@@ -112,10 +115,16 @@ class Options:
         balance.check_mode(self.expert_balance)
         glue.profile(self.glue_fusion)
         scheduling.check_admission(self.admission)
+        if self.prefill_dispatch not in PREFILL_DISPATCH:
+            raise UsageError(f"--prefill-dispatch: expected one of {', '.join(PREFILL_DISPATCH)}, "
+                             f"got {self.prefill_dispatch!r}")
         if self.draft_tokens < 0:
             raise UsageError("--mtp: draft tokens must be >= 0")
         if not 1.0 <= self.acceptance_length <= 1 + self.draft_tokens:
             raise UsageError(f"--acceptance: must lie in [1, 1 + draft tokens = {1 + self.draft_tokens}]")
+
+
+PREFILL_DISPATCH = ("dedup", "all-to-all")  # I24
 
 
 @dataclass(frozen=True)
@@ -253,7 +262,8 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
-                    decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens)
+                    decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens,
+                    dispatch=opts.prefill_dispatch)
     kvb = kv_bytes(opts.kv_precision)
     ttft = plan.pp * br.stage_s + kv_handover_s(arch, cluster, plan, wl, kvb)
     pre = tokens * plan.dp / br.stage_s / plan.chips_per_instance

@@ -166,14 +166,16 @@ def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_toke
 
 
 def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, expert_precision: str, ceff,
-                  a2a_scale=1.0):
+                  a2a_scale=1.0, dispatch: str = "all-to-all"):
     """Collectives of ONE layer for ``q`` tokens per attention-DP rank (I5): (one all-reduce of q D
     BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine over the stage's
     chips, q/t k D each way, by the MoE all-to-all kernels (I18); 0 for a dense model, and 0 with one
     attention group over the stage (dp = 1), whose FFN all-reduce combines the experts' outputs). ``a2a_scale``: the all-to-all's bytes on its
     slowest chip over q/t k D (I17: the most loaded EP rank receives f times the mean). The caller zeroes
     the all-to-all on one chip. ``expert_precision``: the routed experts' weight format, which sets the
-    dispatch bytes per element (``dispatch_bytes``; combine is BF16)."""
+    dispatch bytes per element (``dispatch_bytes``; combine is BF16). ``dispatch``: ``all-to-all`` (every
+    routed copy sent to its expert's chip: the low-latency kernels of decode, I18) or ``dedup`` (once per remote
+    scale-up domain, then forwarded: the high-throughput kernels of prefill, I24)."""
     ab = ACTIVATION_BYTES
     D = float(arch.hidden)
     ar = np.where(plan.tp > 1, coll.all_reduce_s(cluster, q * D * ab, plan.tp, 1, ceff), 0.0)
@@ -182,9 +184,16 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
         k = float(arch.experts_per_token)
         per_chip_tokens = q / plan.tp.astype(float) * a2a_scale
         grp = plan.stage_chips
-        disp = kernels.moe_dispatch_s(cluster, per_chip_tokens * k * D * dispatch_bytes(expert_precision), grp,
-                                     ceff)
-        comb = kernels.moe_combine_s(cluster, per_chip_tokens * k * D * ab, grp, ceff)
+        if dispatch == "dedup":
+            mo = arch.model.moe if arch.model is not None else None
+            groups = (mo.expert_groups, mo.groups_per_token) if mo is not None else (None, None)
+            disp = kernels.moe_dedup_dispatch_s(cluster, per_chip_tokens * D * dispatch_bytes(expert_precision), k,
+                                                grp, ceff, *groups)
+            comb = kernels.moe_dedup_combine_s(cluster, per_chip_tokens * D * ab, k, grp, ceff, *groups)
+        else:
+            disp = kernels.moe_dispatch_s(cluster, per_chip_tokens * k * D * dispatch_bytes(expert_precision), grp,
+                                         ceff)
+            comb = kernels.moe_combine_s(cluster, per_chip_tokens * k * D * ab, grp, ceff)
         # one attention group over the whole stage (dp = 1): every chip already holds every token after the
         # attention all-reduce, computes its own experts' share, and the FFN all-reduce sums it; no all-to-all
         a2a = np.where(plan.dp > 1, disp + comb, 0.0)
@@ -195,7 +204,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
                decode_seqs, context_tokens, query_tokens=1.0, prefill_tokens=0.0, prefill_len=0.0,
                attention_precision: str | None = None, routed_tokens_per_rank=None,
                expert_balance: str | None = None, module_precision=None,
-               glue_fusion: str | None = None) -> StageBreakdown:
+               glue_fusion: str | None = None, dispatch: str = "all-to-all") -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
@@ -211,7 +220,10 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     max(this rank's sends, f x the mean a rank receives). None: the mean rank (no imbalance).
     ``module_precision``: weight format per part (I20; :func:`supernode.infer.precision.module_formats`), the
     parts not named at ``precision``; None: every part at ``precision``. ``glue_fusion``: the serving stack's
-    glue-kernel fusions (I22, :mod:`supernode.infer.glue`); None: ``unfused``."""
+    glue-kernel fusions (I22, :mod:`supernode.infer.glue`); None: ``unfused``. ``dispatch``: the MoE
+    dispatch/combine kernels, ``all-to-all`` (per routed copy, I18) or ``dedup`` (once per remote scale-up
+    domain, I24; where the group spans several domains and two micro-batches overlap, the forwarding kernels
+    take ``ep_dedup_sm_fraction`` of the SMs from the MoE layers' overlapped compute, as in training's C2)."""
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -259,7 +271,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     # communication (I5); the all-to-all waits for the chip that moves the most: this rank's own sends, or
     # the most loaded EP rank's receives, f times the group mean (I17; with I15 the mean is routed_ratio q)
     f_bal = expert_balance_ratio(arch, plan, q, routed_ratio, expert_balance)
-    ar, a2a = _layer_comm_s(arch, cluster, plan, q, formats["experts"], ceff, np.maximum(1.0, f_bal * routed_ratio))
+    ar, a2a = _layer_comm_s(arch, cluster, plan, q, formats["experts"], ceff, np.maximum(1.0, f_bal * routed_ratio),
+                            dispatch)
     grp = plan.stage_chips
     tp_comm = 2.0 * ar * layers  # after attention and after the FFN / shared experts
     moe_comm = np.zeros_like(tp_comm)
@@ -270,6 +283,14 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     comm = tp_comm + moe_comm
     local = gemm_s + attention_s
     local_overlap = gemm_half_s + attention_s
+    if dispatch == "dedup" and arch.is_moe:
+        # I24 / C2: where the EP group spans several scale-up domains, the forwarding kernels run beside the other
+        # micro-batch's compute and take a share of the SMs from the MoE layers' part of it (DeepSeek-V3 sec.
+        # 3.2.2: 20 SMs for IB sends and NVLink forwarding); inside one domain they are a plain all-to-all (I18)
+        f_sm = eff.overlap.get("ep_dedup_sm_fraction", 0.0)
+        moe_share = moe_l / np.maximum(dense_l + moe_l, 1.0)
+        spans = (plan.dp > 1) & (grp > cluster.scale_up.domain_chips)
+        local_overlap = local_overlap * np.where(spans, 1.0 + moe_share * (1.0 / (1.0 - f_sm) - 1.0), 1.0)
     # overlap hides at most the shared hidden fractions of each collective, and never more than the
     # compute it runs behind (I6; fractions from data/efficiency/default.yaml)
     h_tp = eff.overlap.get("tp_comm_hidden_fraction", 0.0)

@@ -64,6 +64,8 @@ def predict(catalog: Catalog, case: dict) -> float:
                              tokens_per_rank=x["tokens_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
                              precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
                              attention_precision=x.get("attention_precision"), overlap=x.get("micro_batch_overlap"),
+                             # the prefill MoE kernels, a fact of the stack (I24); absent = "dedup"
+                             **({"prefill_dispatch": x["prefill_dispatch"]} if "prefill_dispatch" in x else {}),
                              **bal, **mods, **fusion)
         return r["prefill_tokens_per_s_per_chip"]
     if kind == "offline":

@@ -160,6 +160,27 @@ def moe_dispatch_s(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: Ar
     Scale-up carries the k copies: k (n_0 - 1)/n_0 token sizes; the remote domains' share
     (G - 1)/G of the hits crosses the outer tiers in the proportions of :func:`all_to_all_s`.
     Tiers run concurrently (time = slowest tier + latency terms); with G = 1 this is all_to_all_s."""
+    worst, lat = _moe_dispatch_parts(cluster, token_bytes, k, n, stride, bw_efficiency, expert_groups,
+                                     groups_per_token)
+    return worst + lat
+
+
+def moe_dedup_kernel_s(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: ArrayLike, floor_s: float,
+                       stride: ArrayLike = 1, bw_efficiency: ArrayLike | None = None, expert_groups: int | None = None,
+                       groups_per_token: int | None = None) -> np.ndarray:
+    """One deduplicated MoE dispatch or combine kernel (s), docs/inference.md I24: T = alpha + the bandwidth
+    term of :func:`moe_dispatch_s` (``token_bytes`` per token, counted once; the function counts the copies),
+    with the kernel's fixed part alpha (``floor_s``) in place of the log-depth latency terms, as in
+    :func:`moe_a2a_kernel_s`."""
+    worst, _ = _moe_dispatch_parts(cluster, token_bytes, k, n, stride, bw_efficiency, expert_groups,
+                                   groups_per_token)
+    return floor_s + worst
+
+
+def _moe_dispatch_parts(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: ArrayLike, stride: ArrayLike = 1,
+                        bw_efficiency: ArrayLike | None = None, expert_groups: int | None = None,
+                        groups_per_token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(slowest tier's bandwidth time, sum of latency terms) of :func:`moe_dispatch_s` (s)."""
     bws, lats = _arrays(cluster, bw_efficiency)
     size = np.asarray(token_bytes, dtype=float)
     nn = np.asarray(n, dtype=float)
@@ -180,7 +201,7 @@ def moe_dispatch_s(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: Ar
         worst = np.maximum(worst, size * remote * share / bws[l])
         lat = lat + np.where(f > 1, _log2(f) * lats[l], 0.0)
         reach_prev = reach
-    return worst + lat
+    return worst, lat
 
 
 def p2p_s(cluster: ClusterSpec, size_bytes: ArrayLike, span_chips: ArrayLike,
