@@ -23,7 +23,8 @@ AUX_KERNELS_PER_LAYER = {"dense": 6, "moe": 10}  # non-GEMM kernels per layer in
 
 def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, bytes_per_element: float) -> np.ndarray:
     """Sum of the roofline times (K1) of ``gemms`` on one chip at ``precision``; each GEMM (a
-    grouped GEMM is one kernel) takes at least the family's kernel floor (I13)."""
+    grouped GEMM is one kernel) takes at least the family's kernel floor (I13). The routed experts' GEMMs
+    (kind ``expert``) run as MoE grouped GEMMs at the family's grouped-GEMM factor (K5)."""
     total = 0.0
     for g in gemms:
         m = np.asarray(g.m, float)
@@ -31,7 +32,7 @@ def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, byte
         live = (m > 0) & (count > 0)  # an empty GEMM (no tokens, no expert hit) takes no time
         with np.errstate(invalid="ignore", divide="ignore"):
             t = compute.gemm_time_s(chip, eff, np.where(live, m, 1.0), np.asarray(g.n, float), np.asarray(g.k, float),
-                                    precision, count, bytes_per_element)
+                                    precision, count, bytes_per_element, grouped=g.kind == "expert")
         total = total + np.where(live, np.maximum(t, eff.kernel_floor_s), 0.0)
     return np.asarray(total, dtype=float)
 

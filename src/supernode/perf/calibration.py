@@ -105,6 +105,63 @@ def fits(catalog: Catalog) -> list[KernelFit]:
     return [fit(t, resolve_cluster(catalog, t.chip, 1).chip) for t in kernel_tables()]
 
 
+class GroupedKernelTable(_MeasuredTable):
+    """Published timings of MoE grouped GEMM kernels (``groups`` experts' GEMMs [m x k]·[k x n] in one kernel) on one
+    chip (K5): ``time_us`` as printed; ``tflop_per_s`` where the source prints it over the valid rows (masked
+    layouts draw each group's rows at random around ``m``), from which the valid rows per group are
+    tflop_per_s·time / (2 n k groups); null: ``m`` is the mean rows per group."""
+
+    rows: list[list[str | float | int | None]]
+    precision: str
+    input_bytes_per_element: float
+    output_bytes_per_element: float
+    columns: list[Literal["layout", "groups", "m", "n", "k", "time_us", "tflop_per_s"]]
+
+
+def grouped_tables() -> list[GroupedKernelTable]:
+    folder = builtin_dir() / "grouped-kernels"
+    return [parse_item(p, GroupedKernelTable) for p in sorted(Path(folder).glob("*.yaml"))]
+
+
+def grouped_fit(table: GroupedKernelTable, chip: ChipSpec, eff: Efficiency | None = None) -> KernelFit:
+    """Predicted (the family's grouped GEMMs, K5) vs measured time of every row of ``table`` on ``chip``."""
+    eff = eff or efficiency(chip.family)
+    col = {c: i for i, c in enumerate(table.columns)}
+    g, m, n, k, t = (np.array([float(r[col[c]]) for r in table.rows]) for c in ("groups", "m", "n", "k", "time_us"))
+    tf = np.array([np.nan if r[col["tflop_per_s"]] is None else float(r[col["tflop_per_s"]]) for r in table.rows])
+    measured = t * 1e-6
+    m = np.where(np.isnan(tf), m, tf * 1e12 * measured / (2.0 * n * k * g))  # valid rows per group
+    predicted = gemm_time_s(chip, eff, m, n, k, table.precision, g, table.input_bytes_per_element, grouped=True)
+    return KernelFit(table, measured, np.asarray(predicted, dtype=float))
+
+
+def grouped_fractions_by_source(catalog: Catalog, family: str, precision: str) -> dict[str, float]:
+    """Per source, the grouped-GEMM factor (K5) that makes the model's summed time of its rows on chips of
+    ``family`` at ``precision`` equal the measured sum: Σ(dense roofline time) / Σ(measured - t_0), t_0 the
+    family's kernel latency (time-weighted, so the rows that take the time set it)."""
+    from supernode.hardware import resolve_cluster
+
+    eff = dataclasses.replace(efficiency(family), grouped_gemm_peak_fraction={})
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for t in grouped_tables():
+        chip = resolve_cluster(catalog, t.chip, 1).chip
+        if chip.family != family or t.precision != precision:
+            continue
+        f = grouped_fit(t, chip, eff)  # factor 1: the dense price
+        sums[t.source][0] += float(np.sum(f.predicted_s - eff.gemm_kernel_latency_s))
+        sums[t.source][1] += float(np.sum(f.measured_s - eff.gemm_kernel_latency_s))
+    return {s: roof / meas for s, (roof, meas) in sums.items()}
+
+
+def fit_grouped_gemm_fraction(catalog: Catalog, family: str, precision: str) -> float:
+    """The family's grouped-GEMM factor at ``precision`` (K5): the median over sources of
+    :func:`grouped_fractions_by_source`, each source weighing once. ValueError when no table measures it."""
+    per_source = grouped_fractions_by_source(catalog, family, precision)
+    if not per_source:
+        raise ValueError(f"no grouped-kernel tables for chip family {family!r} at {precision} in data/grouped-kernels")
+    return float(np.median(list(per_source.values())))
+
+
 GLUE_MIN_TOKENS = 2048  # rows below this are launch/tail bound, not bandwidth bound (serving iterations carry more)
 
 

@@ -61,6 +61,9 @@ class EfficiencyFile(Strict):
     # achieved / nominal HBM bandwidth of serving-stack glue kernels (norms, quantization, activations, RoPE) at
     # serving sizes, fitted on data/glue-kernels (I22); None: memory_bandwidth_fraction
     glue_bandwidth_fraction: Factor | None = None
+    # MoE grouped GEMM kernels (the routed experts' GEMMs of one layer in one kernel, K5): precision -> their time
+    # is the dense roofline time divided by this factor (t_0 once); fitted on data/grouped-kernels; absent: 1
+    grouped_gemm_fraction: dict[str, Factor] = {}
     collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
     overlap: dict[str, Factor] = {}  # software overlap fractions (default.yaml); see step model
     memory: dict[str, Factor] = {}  # usable_memory_fraction etc. (default.yaml)
@@ -85,6 +88,13 @@ class Efficiency:
     attention_training_peak_fraction: float | None = None  # None: attention_peak_fraction
     gemm_kernel_latency_s: float = 0.0  # t_0 of K1: added once per GEMM kernel
     glue_bandwidth_fraction: float | None = None  # glue kernels' HBM fraction (I22); None: memory_bandwidth_fraction
+    grouped_gemm_peak_fraction: dict[str, float] = field(default_factory=dict)  # K5, precision -> factor; absent: 1
+
+    def grouped_fraction(self, precision: str) -> float:
+        """MoE grouped-GEMM kernels' speed relative to a dense GEMM of the same shape (K5): the family's fitted
+        factor at ``precision``, 1 where the family has none (its grouped kernels run at the dense rate, or no
+        table measures them)."""
+        return self.grouped_gemm_peak_fraction.get(precision, 1.0)
 
     @property
     def glue_fraction(self) -> float:
@@ -153,6 +163,7 @@ def efficiency(family: str) -> Efficiency:
                                           if data.attention_training_peak_fraction else None),
         memory_bandwidth_fraction=data.memory_bandwidth_fraction.value,
         glue_bandwidth_fraction=data.glue_bandwidth_fraction.value if data.glue_bandwidth_fraction else None,
+        grouped_gemm_peak_fraction={k: v.value for k, v in data.grouped_gemm_fraction.items()},
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
         overlap=ov,
         memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
@@ -186,18 +197,22 @@ def roofline_s(eff: Efficiency, t_math: ArrayLike, t_mem: ArrayLike) -> ArrayLik
 
 
 def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: ArrayLike,
-                precision: str = "bf16", count: ArrayLike = 1, bytes_per_element: float = 2.0) -> ArrayLike:
+                precision: str = "bf16", count: ArrayLike = 1, bytes_per_element: float = 2.0,
+                grouped: bool = False) -> ArrayLike:
     """Time (s) of one GEMM kernel doing ``count`` GEMMs [m x k]·[k x n] at ``precision`` (K1): the
     smooth roofline of the math time at e_prec·σ of peak and the operand/result traffic at e_mem of
-    HBM bandwidth, plus the family's fixed kernel latency t_0 (ramp-up and tail), once per kernel."""
+    HBM bandwidth, plus the family's fixed kernel latency t_0 (ramp-up and tail), once per kernel.
+    ``grouped``: a MoE grouped GEMM (the ``count`` experts' GEMMs in one kernel), whose roofline time is
+    divided by the family's grouped-GEMM factor at ``precision`` (K5)."""
     flops = 2.0 * m * n * k * count
     t_math = flops / (chip.peak(precision) * eff.gemm_fraction(precision) * shape_factor(eff, m, n, k))
     bw = chip.memory_bandwidth_bytes_per_s
     t0 = eff.gemm_kernel_latency_s
+    g = eff.grouped_fraction(precision) if grouped else 1.0
     if not bw:
-        return t_math + t0
+        return t_math / g + t0
     t_mem = (m * k + k * n + m * n) * count * bytes_per_element / (bw * eff.memory_bandwidth_fraction)
-    return roofline_s(eff, t_math, t_mem) + t0
+    return roofline_s(eff, t_math, t_mem) / g + t0
 
 
 def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16",

@@ -128,7 +128,7 @@ def _layer_times(m: ModelSpec, kind: str, chip, eff: Efficiency, precision: str,
     gb = PRECISION_BYTES.get(precision, 2)
     t_gemm = 0.0
     for g in layer_gemms(m, T, kind, t, e):
-        t_gemm = t_gemm + gemm_time_s(chip, eff, g.m, g.n, g.k, precision, g.count, gb)
+        t_gemm = t_gemm + gemm_time_s(chip, eff, g.m, g.n, g.k, precision, g.count, gb, grouped=g.kind == "expert")
     if attention_kernel == "unfused":
         t_attn = _unfused_attention_s(m, chip, eff, T, t, s)
     else:
