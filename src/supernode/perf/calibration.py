@@ -54,9 +54,13 @@ class KernelFit:
         return float(np.median(np.abs(self.error_fraction)))
 
 
+def _tables(folder: str, cls):
+    """Every table of ``cls`` in the built-in data folder ``folder``, in file-name order."""
+    return [parse_item(p, cls) for p in sorted(Path(builtin_dir() / folder).glob("*.yaml"))]
+
+
 def kernel_tables() -> list[KernelTable]:
-    folder = builtin_dir() / "kernels"
-    return [parse_item(p, KernelTable) for p in sorted(Path(folder).glob("*.yaml"))]
+    return _tables("kernels", KernelTable)
 
 
 def fit(table: KernelTable, chip: ChipSpec, eff: Efficiency | None = None) -> KernelFit:
@@ -119,8 +123,7 @@ class GroupedKernelTable(_MeasuredTable):
 
 
 def grouped_tables() -> list[GroupedKernelTable]:
-    folder = builtin_dir() / "grouped-kernels"
-    return [parse_item(p, GroupedKernelTable) for p in sorted(Path(folder).glob("*.yaml"))]
+    return _tables("grouped-kernels", GroupedKernelTable)
 
 
 def grouped_fit(table: GroupedKernelTable, chip: ChipSpec, eff: Efficiency | None = None) -> KernelFit:
@@ -174,8 +177,7 @@ class GlueKernelTable(_MeasuredTable):
 
 
 def glue_tables() -> list[GlueKernelTable]:
-    folder = builtin_dir() / "glue-kernels"
-    return [parse_item(p, GlueKernelTable) for p in sorted(Path(folder).glob("*.yaml"))]
+    return _tables("glue-kernels", GlueKernelTable)
 
 
 def glue_fractions_by_source(catalog: Catalog, family: str) -> dict[str, float]:
