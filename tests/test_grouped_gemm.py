@@ -18,14 +18,15 @@ def _chip(name):
 
 def test_grouped_tables_load_and_cite_sources():
     tables = calibration.grouped_tables()
-    assert {t.id for t in tables} == {"flashinfer2503-cutedsl-masked-fp4", "vllm-gb200-trtllmgen-moe-fp4"}
+    assert {t.id for t in tables} == {"flashinfer2503-cutedsl-masked-fp4", "vllm-gb200-trtllmgen-moe-fp4",
+                                      "torchao-mxfp8-b200-fp8"}
     for t in tables:
         assert t.source in CAT.sources, t.id
         assert t.chip in CAT.chips, t.id
-    src = compute.efficiency_file("nvidia-blackwell").grouped_gemm_fraction["fp4"].source
-    assert src in CAT.sources
+    for prec in ("fp4", "fp8"):
+        assert compute.efficiency_file("nvidia-blackwell").grouped_gemm_fraction[prec].source in CAT.sources
     with pytest.raises(ValueError, match="no grouped-kernel tables"):
-        calibration.fit_grouped_gemm_fraction(CAT, "nvidia-blackwell", "fp8")
+        calibration.fit_grouped_gemm_fraction(CAT, "nvidia-blackwell", "bf16")
 
 
 def test_blackwell_fp4_grouped_factor_is_the_median_of_the_source_fits():
@@ -37,6 +38,15 @@ def test_blackwell_fp4_grouped_factor_is_the_median_of_the_source_fits():
     assert per_source["vllm_gb200_wideep_part1"] == pytest.approx(0.61, abs=0.01)
     fitted = calibration.fit_grouped_gemm_fraction(CAT, "nvidia-blackwell", "fp4")
     assert compute.efficiency("nvidia-blackwell").grouped_fraction("fp4") == pytest.approx(fitted, abs=0.005)
+
+
+def test_blackwell_fp8_grouped_factor_is_the_rule_on_its_one_source():
+    """FP8 has one source (torchao's MXFP8 grouped GEMM on B200); the recorded value is the same rule's fit."""
+    per_source = calibration.grouped_fractions_by_source(CAT, "nvidia-blackwell", "fp8")
+    assert set(per_source) == {"torchao_moe_mxfp8_b200_breakdown"}
+    fitted = calibration.fit_grouped_gemm_fraction(CAT, "nvidia-blackwell", "fp8")
+    assert fitted == pytest.approx(0.856, abs=0.01)
+    assert compute.efficiency("nvidia-blackwell").grouped_fraction("fp8") == pytest.approx(fitted, abs=0.005)
 
 
 def test_grouped_tables_are_reproduced_row_by_row():
@@ -64,9 +74,9 @@ def test_grouped_factor_divides_only_grouped_roofline_time():
     grouped = compute.gemm_time_s(chip, eff, 2048.0, 4096.0, 7168.0, "fp4", 4, 0.5, grouped=True)
     assert grouped - t0 == pytest.approx((dense - t0) / g)
     # a precision without a grouped table, and a family without one, price grouped GEMMs at the dense rate
-    assert eff.grouped_fraction("fp8") == 1.0
-    assert compute.gemm_time_s(chip, eff, 2048.0, 4096.0, 7168.0, "fp8", 4, 1.0, grouped=True) == pytest.approx(
-        compute.gemm_time_s(chip, eff, 2048.0, 4096.0, 7168.0, "fp8", 4, 1.0))
+    assert eff.grouped_fraction("bf16") == 1.0
+    assert compute.gemm_time_s(chip, eff, 2048.0, 4096.0, 7168.0, "bf16", 4, 2.0, grouped=True) == pytest.approx(
+        compute.gemm_time_s(chip, eff, 2048.0, 4096.0, 7168.0, "bf16", 4, 2.0))
     hopper = compute.efficiency("nvidia-hopper")
     assert hopper.grouped_fraction("fp8") == 1.0
 
