@@ -40,8 +40,7 @@ def test_median_target_over_every_case():
 
 
 @pytest.mark.xfail(strict=True, reason="the issue's 'no case above 30%' over every case is not met: the TensorRT-LLM "
-                   "B200 DeepSeek-R1-0528 FP8-KV max-throughput run (+57%) and SGLang's GB200 FP8 prefill (+42%), "
-                   "whose files say why; turns red when it is")
+                   "B200 DeepSeek-R1-0528 FP8-KV max-throughput run (+57%), whose file says why; turns red when it is")
 def test_no_case_above_30_percent_over_every_case():
     errs = [abs(run_case(CAT, p).error_fraction) for p in CASES]
     assert max(errs) <= 0.30

@@ -76,18 +76,43 @@ def moe_combine_s(cluster: ClusterSpec, size_bytes, n, ceff) -> np.ndarray:
     return coll.moe_a2a_kernel_s(cluster, size_bytes, n, fixed_costs.moe_kernel_floor_s("combine"), 1, ceff)
 
 
+def _ep_normal_ceff(cluster: ClusterSpec, ceff, kind: str) -> np.ndarray:
+    """``ceff`` with its scale-up entries replaced by the family's high-throughput MoE kernel fraction (I24)."""
+    c = np.array(np.broadcast_to(np.asarray(ceff, float), (len(cluster.tiers),)), dtype=float)
+    f = efficiency(cluster).ep_normal_fraction(kind)
+    for i, t in enumerate(cluster.tiers):
+        if t.level == "scale_up":
+            c[i] = f
+    return c
+
+
 def moe_dedup_dispatch_s(cluster: ClusterSpec, token_bytes, k: float, n, ceff, expert_groups=None,
-                         groups_per_token=None) -> np.ndarray:
+                         groups_per_token=None, payload_bytes_per_element: float = 1.0) -> np.ndarray:
     """One deduplicated MoE dispatch kernel (I24; DeepEP normal / high-throughput kernels): alpha_d + the
-    bandwidth term of a dispatch that crosses the scale-out fabric once per remote scale-up domain
-    (:func:`supernode.perf.collectives.moe_dedup_kernel_s`); ``token_bytes`` per token, counted once."""
-    return coll.moe_dedup_kernel_s(cluster, token_bytes, k, n, fixed_costs.moe_kernel_floor_s("dispatch"), 1, ceff,
-                                   expert_groups, groups_per_token)
+    bandwidth term of a dispatch that crosses the scale-out fabric once per remote scale-up domain and sends one
+    copy per destination rank inside it (:func:`supernode.perf.collectives.moe_dedup_kernel_s`); ``token_bytes``
+    per token, counted once; the scale-up links at the family's measured dispatch fraction for the payload
+    (FP8 and narrower, or 16-bit: ``payload_bytes_per_element``)."""
+    kind = "dispatch_bf16" if payload_bytes_per_element >= 2 else "dispatch_fp8"
+    return _dedup_kernel_s(cluster, token_bytes, k, n, "dispatch", kind, ceff, expert_groups, groups_per_token)
 
 
 def moe_dedup_combine_s(cluster: ClusterSpec, token_bytes, k: float, n, ceff, expert_groups=None,
                         groups_per_token=None) -> np.ndarray:
     """One deduplicated MoE combine kernel (I24): reduced inside each scale-up domain, then sent once per
-    remote domain; alpha_c + the bandwidth term."""
-    return coll.moe_dedup_kernel_s(cluster, token_bytes, k, n, fixed_costs.moe_kernel_floor_s("combine"), 1, ceff,
-                                   expert_groups, groups_per_token)
+    remote domain; alpha_c + the bandwidth term, the scale-up links at the family's measured combine fraction."""
+    return _dedup_kernel_s(cluster, token_bytes, k, n, "combine", "combine", ceff, expert_groups, groups_per_token)
+
+
+def _dedup_kernel_s(cluster: ClusterSpec, token_bytes, k: float, n, op: str, kind: str, ceff, expert_groups,
+                    groups_per_token) -> np.ndarray:
+    """I24 kernel time. An EP group inside one scale-up domain runs the intranode kernels: one copy per
+    destination rank at the family's measured algorithm bandwidth (DeepEP's intranode tables). A group spanning
+    domains runs the forwarding kernels, priced as before (k copies per token on the scale-up links at the
+    collective fraction), which is what reproduces DeepEP's internode H800 table
+    (tests/test_infer_fixed_costs.py)."""
+    floor = fixed_costs.moe_kernel_floor_s(op)
+    inter = coll.moe_dedup_kernel_s(cluster, token_bytes, k, n, floor, 1, ceff, expert_groups, groups_per_token)
+    intra = coll.moe_dedup_kernel_s(cluster, token_bytes, k, n, floor, 1, _ep_normal_ceff(cluster, ceff, kind),
+                                    expert_groups, groups_per_token, per_rank=True)
+    return np.where(np.asarray(n, float) <= cluster.tiers[0].domain_chips, intra, inter)

@@ -188,7 +188,8 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
             mo = arch.model.moe if arch.model is not None else None
             groups = (mo.expert_groups, mo.groups_per_token) if mo is not None else (None, None)
             disp = kernels.moe_dedup_dispatch_s(cluster, per_chip_tokens * D * dispatch_bytes(expert_precision), k,
-                                                grp, ceff, *groups)
+                                                grp, ceff, *groups,
+                                                payload_bytes_per_element=dispatch_bytes(expert_precision))
             comb = kernels.moe_dedup_combine_s(cluster, per_chip_tokens * D * ab, k, grp, ceff, *groups)
         else:
             disp = kernels.moe_dispatch_s(cluster, per_chip_tokens * k * D * dispatch_bytes(expert_precision), grp,

@@ -167,20 +167,25 @@ def moe_dispatch_s(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: Ar
 
 def moe_dedup_kernel_s(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: ArrayLike, floor_s: float,
                        stride: ArrayLike = 1, bw_efficiency: ArrayLike | None = None, expert_groups: int | None = None,
-                       groups_per_token: int | None = None) -> np.ndarray:
+                       groups_per_token: int | None = None, per_rank: bool = False) -> np.ndarray:
     """One deduplicated MoE dispatch or combine kernel (s), docs/inference.md I24: T = alpha + the bandwidth
     term of :func:`moe_dispatch_s` (``token_bytes`` per token, counted once; the function counts the copies),
     with the kernel's fixed part alpha (``floor_s``) in place of the log-depth latency terms, as in
-    :func:`moe_a2a_kernel_s`."""
+    :func:`moe_a2a_kernel_s`. ``per_rank`` (an EP group inside one scale-up domain, DeepEP's intranode normal
+    kernels): a chip receives one copy of a token per rank that holds any of its experts, h = n (1 - (1 - 1/n)^k)
+    copies per token over the group, its own included, which is what DeepEP's algorithm bandwidth counts
+    (``bw_efficiency``'s scale-up entry is then that kernel's measured fraction where the family has one)."""
     worst, _ = _moe_dispatch_parts(cluster, token_bytes, k, n, stride, bw_efficiency, expert_groups,
-                                   groups_per_token)
+                                   groups_per_token, per_rank=per_rank)
     return floor_s + worst
 
 
 def _moe_dispatch_parts(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, n: ArrayLike, stride: ArrayLike = 1,
                         bw_efficiency: ArrayLike | None = None, expert_groups: int | None = None,
-                        groups_per_token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(slowest tier's bandwidth time, sum of latency terms) of :func:`moe_dispatch_s` (s)."""
+                        groups_per_token: int | None = None, per_rank: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(slowest tier's bandwidth time, sum of latency terms) of :func:`moe_dispatch_s` (s); ``per_rank``: the
+    scale-up links carry one copy per destination rank, own copies included (:func:`moe_dedup_kernel_s`), not
+    the k (n_0 - 1)/n_0 copies per expert of :func:`moe_dispatch_s`."""
     bws, lats = _arrays(cluster, bw_efficiency)
     size = np.asarray(token_bytes, dtype=float)
     nn = np.asarray(n, dtype=float)
@@ -191,7 +196,11 @@ def _moe_dispatch_parts(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, 
     if expert_groups and groups_per_token:
         hit = np.minimum(hit, groups_per_token * np.maximum(1.0, domains / expert_groups))
     remote = hit * (domains - 1.0) / np.maximum(domains, 1.0)
-    worst = size * k * (f0 - 1.0) / np.maximum(f0, 1.0) / bws[0]
+    if per_rank:
+        ranks_hit = nn * (1.0 - (1.0 - 1.0 / np.maximum(nn, 1.0)) ** k)
+        worst = np.where(nn > 1, size * ranks_hit, 0.0) / bws[0]
+    else:
+        worst = size * k * (f0 - 1.0) / np.maximum(f0, 1.0) / bws[0]
     lat = np.where(f0 > 1, _log2(f0) * lats[0], 0.0)
     reach_prev = f0.copy()
     outer = np.maximum(nn - f0, 1.0)

@@ -65,6 +65,10 @@ class EfficiencyFile(Strict):
     # is the dense roofline time divided by this factor (t_0 once); fitted on data/grouped-kernels; absent: 1
     grouped_gemm_fraction: dict[str, Factor] = {}
     collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
+    # MoE high-throughput (DeepEP normal) kernels on the scale-up links (I24): dispatch_fp8 / dispatch_bf16 /
+    # combine -> algorithm bandwidth (bytes a rank receives, its own copies included) / link bw; absent: the
+    # scale-up collective fraction
+    ep_normal_bandwidth_fraction: dict[str, Factor] = {}
     overlap: dict[str, Factor] = {}  # software overlap fractions (default.yaml); see step model
     memory: dict[str, Factor] = {}  # usable_memory_fraction etc. (default.yaml)
 
@@ -89,6 +93,14 @@ class Efficiency:
     gemm_kernel_latency_s: float = 0.0  # t_0 of K1: added once per GEMM kernel
     glue_bandwidth_fraction: float | None = None  # glue kernels' HBM fraction (I22); None: memory_bandwidth_fraction
     grouped_gemm_peak_fraction: dict[str, float] = field(default_factory=dict)  # K5, precision -> factor; absent: 1
+    ep_normal_bandwidth_fraction: dict[str, float] = field(default_factory=dict)  # I24 kernels on scale-up links
+
+    def ep_normal_fraction(self, kind: str) -> float:
+        """Algorithm bandwidth / scale-up link bandwidth of the high-throughput MoE dispatch or combine kernel (I24;
+        ``kind`` dispatch_fp8, dispatch_bf16 or combine): the family's measured value, else its scale-up collective
+        fraction."""
+        f = self.ep_normal_bandwidth_fraction.get(kind)
+        return self.tier_fraction("scale_up") if f is None else f
 
     def grouped_fraction(self, precision: str) -> float:
         """MoE grouped-GEMM kernels' speed relative to a dense GEMM of the same shape (K5): the family's fitted
@@ -165,6 +177,7 @@ def efficiency(family: str) -> Efficiency:
         glue_bandwidth_fraction=data.glue_bandwidth_fraction.value if data.glue_bandwidth_fraction else None,
         grouped_gemm_peak_fraction={k: v.value for k, v in data.grouped_gemm_fraction.items()},
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
+        ep_normal_bandwidth_fraction={k: v.value for k, v in data.ep_normal_bandwidth_fraction.items()},
         overlap=ov,
         memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
         assumptions=tuple(notes),
