@@ -54,6 +54,7 @@ class ChipSpec:
     memory_bandwidth_bytes_per_s: float | None
     tdp_w: float | None
     price_usd: float | None
+    host_bytes_per_s: float | None = None  # link to the host CPU's memory, per direction (weight offload, I26)
 
     def peak(self, precision: str) -> float:
         """Dense peak at ``precision`` (FLOP/s); UsageError when the chip lacks it or it is unknown."""
@@ -77,6 +78,7 @@ def chip_spec(chip: Chip) -> ChipSpec:
         memory_bandwidth_bytes_per_s=si(chip.memory.bandwidth),
         tdp_w=si(chip.tdp),
         price_usd=si(chip.price),
+        host_bytes_per_s=per_chip_per_direction(chip.host_interface.bandwidth) if chip.host_interface else None,
     )
 
 

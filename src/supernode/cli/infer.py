@@ -143,6 +143,10 @@ def register(app: typer.Typer) -> None:
                                              "prefill forwards (I24): dedup (default; once per remote scale-up "
                                              "domain, then forwarded: DeepEP normal mode) or all-to-all (every "
                                              "routed copy)."),
+        weight_offload: Optional[str] = typer.Option(None, "--weight-offload", help="G/N: the routed experts of N "
+                                                     "in every G layers live in host memory and are copied back "
+                                                     "over the host link while the resident layers run (I26; "
+                                                     "SGLang --offload-group-size G --offload-num-in-group N)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
@@ -173,7 +177,7 @@ def register(app: typer.Typer) -> None:
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
                      module_precision=module_precision, glue_fusion=glue_fusion, moe_dp_padding=moe_dp_padding,
-                     admission=admission, prefill_dispatch=prefill_dispatch,
+                     admission=admission, prefill_dispatch=prefill_dispatch, weight_offload=weight_offload,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
                                                   overlap=micro_batch_overlap).items()
                             if v is not None}, disaggregated=disaggregated)

@@ -96,10 +96,12 @@ def activation_bytes_per_chip(arch: ServingArch, plan: PlanGrid, tokens_per_rank
 
 
 def verdict(arch: ServingArch, plan: PlanGrid, *, capacity_bytes: float, usable_fraction: float,
-            bytes_per_weight, kv_bytes: float, context_tokens, tokens_per_forward_per_rank) -> MemoryVerdict:
+            bytes_per_weight, kv_bytes: float, context_tokens, tokens_per_forward_per_rank,
+            offloaded_bytes=0.0) -> MemoryVerdict:
     """Memory verdict of every plan at its ``batch`` with KV length ``context_tokens``; ``bytes_per_weight``
-    as in :func:`weights_bytes_per_chip` (one number, or bytes per part)."""
-    w = weights_bytes_per_chip(arch, plan, bytes_per_weight)
+    as in :func:`weights_bytes_per_chip` (one number, or bytes per part); ``offloaded_bytes``: weight bytes per
+    chip held in host memory instead (I26, :mod:`supernode.infer.offload`)."""
+    w = weights_bytes_per_chip(arch, plan, bytes_per_weight) - np.asarray(offloaded_bytes, float)
     per_seq = kv_bytes_per_sequence_per_chip(arch, plan, context_tokens, kv_bytes)
     kv = per_seq * plan.batch / plan.dp
     act = activation_bytes_per_chip(arch, plan, tokens_per_forward_per_rank)

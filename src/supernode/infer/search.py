@@ -14,7 +14,7 @@ from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Quantity
 from supernode.errors import CatalogError, UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
-from supernode.infer import balance, fixed_costs, glue, kernels
+from supernode.infer import balance, fixed_costs, glue, kernels, offload
 from supernode.infer.arch import ServingArch, serving_arch
 from supernode.infer.precision import (check_attention_precision, check_module_formats_on_chip, default_precision,
                                        describe_module_formats, module_formats, resolve_module_precision)
@@ -105,7 +105,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
-           moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup") -> dict:
+           moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup",
+           weight_offload=None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. ``fixed``: degrees the user fixes (``tp``, ``pp``, ``dp``,
     ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap). ``expert_balance``: the expert-load balancer of the
@@ -121,7 +122,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     serving, ``independent`` (default) or ``aligned`` (the same iterations on every rank, as in a fixed-length
     offline run started all at once; I15). ``prefill_dispatch``: the MoE dispatch/combine kernels of prefill
     forwards, ``dedup`` (default: once per remote scale-up domain, DeepEP normal mode) or ``all-to-all`` (I24).
-    Returns a JSON-ready dict (SI units)."""
+    ``weight_offload``: (G, N) or "G/N", N of every G layers' routed experts in host memory, prefetched over the
+    host link (I26); None: every weight on the chip. Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
@@ -132,7 +134,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
                    attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding),
-                   admission=admission, prefill_dispatch=prefill_dispatch)
+                   admission=admission, prefill_dispatch=prefill_dispatch,
+                   weight_offload=offload.parse(weight_offload))
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -162,6 +165,10 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                            "for another's prompt")
     if arch.is_moe and disaggregated:
         assumptions.append(_describe_prefill_dispatch(prefill_dispatch))
+    if opts.weight_offload is not None:
+        g, n = opts.weight_offload
+        assumptions.append(f"weight offload (I26): the routed experts of {n} in every {g} layers in host memory, "
+                           f"copied back over the host link while the resident layers run")
     if "overlap" in opts.fixed:
         assumptions.append("two-micro-batch overlap of communication with compute fixed "
                            + ("on" if opts.fixed["overlap"] else "off (the serving stack has none)"))
@@ -294,10 +301,10 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
                     kv_precision: str = "bf16", draft_tokens: int = 0, acceptance_length: float = 1.0,
                     overlap: bool | None = None, attention_precision: str | None = None,
                     expert_balance: str = balance.DEFAULT_MODE, serving_stack: str | None = None,
-                    module_precision=None, glue_fusion: str | None = None) -> dict:
+                    module_precision=None, glue_fusion: str | None = None, weight_offload=None) -> dict:
     """Decode throughput of one fixed plan at a fixed KV length (validation against published
     saturated decode figures). ``overlap=None`` takes the faster of with and without; ``expert_balance``,
-    ``serving_stack``, ``module_precision`` and ``glue_fusion`` as in :func:`search`."""
+    ``serving_stack``, ``module_precision``, ``glue_fusion`` and ``weight_offload`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -308,7 +315,8 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     modules = resolve_module_precision(module_precision)
     check_module_formats_on_chip(cluster.chip, modules)
     opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision,
-                   expert_balance=expert_balance, module_precision=modules, glue_fusion=glue_fusion)
+                   expert_balance=expert_balance, module_precision=modules, glue_fusion=glue_fusion,
+                   weight_offload=offload.parse(weight_offload))
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
                          context_tokens=context_tokens, host_overhead_s=_host_s(serving_stack, cluster, plan))
@@ -320,9 +328,10 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
                      tokens_per_rank: int, tp: int, pp: int, dp: int, ep: int, precision: str,
                      overlap: bool | None = None, kv_precision: str = "bf16",
                      attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
-                     module_precision=None, glue_fusion: str | None = None, prefill_dispatch: str = "dedup") -> dict:
+                     module_precision=None, glue_fusion: str | None = None, prefill_dispatch: str = "dedup",
+                     weight_offload=None) -> dict:
     """Saturated prefill throughput of one fixed plan (validation); ``expert_balance``, ``module_precision``,
-    ``glue_fusion`` and ``prefill_dispatch`` as in :func:`search`."""
+    ``glue_fusion``, ``prefill_dispatch`` and ``weight_offload`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -336,7 +345,8 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     modules = resolve_module_precision(module_precision)
     check_module_formats_on_chip(cluster.chip, modules)
     opts = Options(precision, kv_precision, attention_precision=attention_precision, expert_balance=expert_balance,
-                   module_precision=modules, glue_fusion=glue_fusion, prefill_dispatch=prefill_dispatch)
+                   module_precision=modules, glue_fusion=glue_fusion, prefill_dispatch=prefill_dispatch,
+                   weight_offload=offload.parse(weight_offload))
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
     i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))

@@ -35,7 +35,7 @@ import numpy as np
 
 from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec
-from supernode.infer import balance, glue, scheduling
+from supernode.infer import balance, glue, offload, scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
 from supernode.infer.plan import PlanGrid, candidate_plans
@@ -105,8 +105,11 @@ class Options:
     # the MoE dispatch/combine kernels of prefill forwards (I24): "dedup" (default; high-throughput kernels that
     # cross the scale-out fabric once per remote scale-up domain, DeepEP normal mode) or "all-to-all" (every copy)
     prefill_dispatch: str = "dedup"
+    # N of every G layers' routed experts in host memory, copied back with prefetch (I26); None: all on the chip
+    weight_offload: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        offload.parse(self.weight_offload)
         if not self.prefill_chunk_tokens >= 1:
             raise UsageError(f"--prefill-chunk: must be a positive token count, got {self.prefill_chunk_tokens}")
         weight_bytes(self.precision)
@@ -149,10 +152,22 @@ def _memory(arch, cluster, plan, opts, context, tokens_per_rank, usable_fraction
     cap = cluster.chip.memory_bytes
     if not cap:
         raise UsageError(f"--on: memory capacity of chip {cluster.chip.id!r} is unknown; the batch cannot be bounded")
-    return verdict(arch, plan, capacity_bytes=cap, usable_fraction=usable_fraction,
-                   bytes_per_weight=module_weight_bytes(module_formats(opts.precision, opts.module_precision)),
+    bpw = module_weight_bytes(module_formats(opts.precision, opts.module_precision))
+    return verdict(arch, plan, capacity_bytes=cap, usable_fraction=usable_fraction, bytes_per_weight=bpw,
                    kv_bytes=kv_bytes(opts.kv_precision),
-                   context_tokens=context, tokens_per_forward_per_rank=tokens_per_rank)
+                   context_tokens=context, tokens_per_forward_per_rank=tokens_per_rank,
+                   offloaded_bytes=offload.resident_saving_bytes(arch, plan, bpw,
+                                                                 offload.fraction(opts.weight_offload)))
+
+
+def _with_offload(arch, cluster, plan, opts: Options, br: StageBreakdown) -> StageBreakdown:
+    """The stage time the weight-offload copies add (I26), when the options offload."""
+    phi = offload.fraction(opts.weight_offload)
+    if phi <= 0:
+        return br
+    bpw = module_weight_bytes(module_formats(opts.precision, opts.module_precision))
+    extra = offload.exposed_s(arch, cluster.chip.host_bytes_per_s, cluster.chip.id, plan, bpw, phi, br.stage_s)
+    return replace(br, stage_s=br.stage_s + extra, offload_s=extra)
 
 
 def _slo_ok(slo: SLO, ttft, tpot) -> np.ndarray:
@@ -217,7 +232,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                             prefill_len=wl.input_tokens,
                             routed_tokens_per_rank=(None if opts.moe_dp_padding else
                                                     scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp)))
-    br = scheduling.expected_breakdown(mix, base, with_chunk)
+    br = _with_offload(arch, cluster, plan, opts, scheduling.expected_breakdown(mix, base, with_chunk))
     br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
     t_iter = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
     tpot = t_iter / a
@@ -226,6 +241,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                        module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.input_tokens)
+    burst = _with_offload(arch, cluster, plan, opts, burst)
     ttft = np.ceil(wl.input_tokens / chunk) * _iteration_s(plan, burst.stage_s, draft, host_overhead_s)
     chips = plan.chips_per_instance
     out = plan.batch * a / t_iter / chips
@@ -245,7 +261,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
-    br, draft = _with_drafts(arch, cluster, plan, opts, br, b, ctx)
+    br, draft = _with_drafts(arch, cluster, plan, opts, _with_offload(arch, cluster, plan, opts, br), b, ctx)
     t_step = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
     tpot = t_step / a
     out = plan.batch * a / t_step / plan.chips_per_instance
@@ -264,6 +280,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens,
                     dispatch=opts.prefill_dispatch)
+    br = _with_offload(arch, cluster, plan, opts, br)
     kvb = kv_bytes(opts.kv_precision)
     ttft = plan.pp * br.stage_s + kv_handover_s(arch, cluster, plan, wl, kvb)
     pre = tokens * plan.dp / br.stage_s / plan.chips_per_instance

@@ -61,6 +61,7 @@ class StageBreakdown:
     draft_s: np.ndarray | None = None  # m sequential draft passes per step on the last stage (I14); None: not priced
     expert_balance_ratio: np.ndarray | None = None  # f of I17 (most loaded EP rank / mean); None: dense or not priced
     layer_fixed_s: np.ndarray | None = None  # I21: calibrated fixed time per layer x layers of the pass (in stage_s)
+    offload_s: np.ndarray | None = None  # I26: stage time the weight-offload copies add (in stage_s); None: no offload
 
     def row(self, i: int) -> dict:
         return {k: float(np.asarray(v)[i]) for k, v in self.__dict__.items()

@@ -51,6 +51,8 @@ def predict(catalog: Catalog, case: dict) -> float:
     mods = {"module_precision": x["module_precision"]} if "module_precision" in x else {}
     # glue_fusion: the stack's glue-kernel fusions, a fact of the source (I22); absent = "unfused"
     fusion = {"glue_fusion": x["glue_fusion"]} if "glue_fusion" in x else {}
+    # weight_offload: [G, N], the run's layer-wise offload of routed experts to host memory (I26); absent = none
+    fusion.update({"weight_offload": x["weight_offload"]} if "weight_offload" in x else {})
     if kind == "decode":
         r = estimate_decode(catalog, x["model"], x["system"], x.get("chips"), context_tokens=x["context_tokens"],
                             batch_per_rank=x["batch_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
