@@ -14,6 +14,8 @@ Not priced: the copies' share of HBM bandwidth, and the copy engine or SMs they 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from supernode.errors import UsageError
@@ -46,7 +48,7 @@ def fraction(offload: tuple[int, int] | None) -> float:
 
 def expert_layer_bytes(arch: ServingArch, plan: PlanGrid, bytes_per_weight) -> tuple[np.ndarray, np.ndarray]:
     """(routed-expert bytes of one MoE layer on a chip, MoE layers of the fullest stage) of every plan."""
-    if isinstance(bytes_per_weight, dict):
+    if isinstance(bytes_per_weight, Mapping):
         only = {part: (bytes_per_weight[part] if part == "experts" else 0.0) for part in WEIGHT_PARTS}
     else:
         only = {part: (float(bytes_per_weight) if part == "experts" else 0.0) for part in WEIGHT_PARTS}
