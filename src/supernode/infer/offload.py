@@ -22,6 +22,7 @@ from supernode.errors import UsageError
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import WEIGHT_PARTS, weights_bytes_per_chip
 from supernode.infer.plan import PlanGrid
+from supernode.infer.step import _layers_per_stage
 
 
 def parse(value) -> tuple[int, int] | None:
@@ -52,8 +53,7 @@ def expert_layer_bytes(arch: ServingArch, plan: PlanGrid, bytes_per_weight) -> t
         only = {part: (bytes_per_weight[part] if part == "experts" else 0.0) for part in WEIGHT_PARTS}
     else:
         only = {part: (float(bytes_per_weight) if part == "experts" else 0.0) for part in WEIGHT_PARTS}
-    per = np.ceil(arch.layers / plan.pp.astype(float))
-    moe_l = per * arch.moe_layers / arch.layers
+    _, moe_l = _layers_per_stage(arch, plan.pp.astype(float))
     total = weights_bytes_per_chip(arch, plan, only)
     return np.where(moe_l > 0, total / np.maximum(moe_l, 1e-30), 0.0), moe_l
 

@@ -68,7 +68,7 @@ class EfficiencyFile(Strict):
     # MoE high-throughput (DeepEP normal) kernels on the scale-up links (I24): dispatch_fp8 / dispatch_bf16 /
     # combine -> algorithm bandwidth (bytes a rank receives, its own copies included) / link bw; absent: the
     # scale-up collective fraction
-    ep_normal_bandwidth_fraction: dict[str, Factor] = {}
+    ep_normal_bandwidth_fraction: dict[Literal["dispatch_fp8", "dispatch_bf16", "combine"], Factor] = {}
     overlap: dict[str, Factor] = {}  # software overlap fractions (default.yaml); see step model
     memory: dict[str, Factor] = {}  # usable_memory_fraction etc. (default.yaml)
 
