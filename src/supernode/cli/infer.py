@@ -44,6 +44,15 @@ def _weights_s(res: dict) -> str:
     return res["precision"] + "".join(f"; {', '.join(m)}: {f}" for f, m in other.items())
 
 
+def _dist_s(w: dict) -> str:
+    """', means of 1,000 requests (TTFT for a 3,210-token prompt)' for a length distribution (I27)."""
+    if not w.get("samples"):
+        return ""
+    return (f" (means of {w['samples']:,} requests; TTFT for the {w['ttft_input_tokens']:,.0f}-token 90th-percentile "
+            f"prompt; decoding context {w['decode_context_tokens']:,.0f}, prompt-attention length "
+            f"{w['prefill_attention_tokens']:,.0f})")
+
+
 def _print(res: dict) -> None:
     from rich.table import Table
 
@@ -53,7 +62,7 @@ def _print(res: dict) -> None:
     c = res["colocated"]
     con.print(f"[bold]{res['model']}[/bold] on {res['system']} ({res['chips']} x {res['chip']}), "
               f"{_weights_s(res)} weights, input {res['workload']['input_tokens']:g} / output "
-              f"{res['workload']['output_tokens']:g} tokens, SLO TTFT {_fmt_s(res['slo']['ttft_s'])}, "
+              f"{res['workload']['output_tokens']:g} tokens{_dist_s(res['workload'])}, SLO TTFT {_fmt_s(res['slo']['ttft_s'])}, "
               f"TPOT {_fmt_s(res['slo']['tpot_s'])}")
     t = Table(title="best plans", title_justify="left")
     for h in ("mode", "plan", "TTFT", "TPOT", "output tok/s/chip", "output tok/s (system)", "memory/chip", "SLO"):
@@ -104,8 +113,15 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument(..., help="Model id (supernode catalog models) or a model YAML file."),
         on: str = typer.Option(..., "--on", help="System id or chip id."),
         chips: Optional[int] = typer.Option(None, "--chips", help="Chip count (default: the system's own)."),
-        input_tokens: float = typer.Option(2048, "--input", help="Prompt length (tokens, mean)."),
-        output_tokens: float = typer.Option(256, "--output", help="Output length (tokens, mean)."),
+        input_tokens: Optional[float] = typer.Option(None, "--input", help="Prompt length (tokens, mean; "
+                                                     "default 2048)."),
+        output_tokens: Optional[float] = typer.Option(None, "--output", help="Output length (tokens, mean; "
+                                                      "default 256)."),
+        lengths: Optional[str] = typer.Option(None, "--lengths", help="Request-length distribution instead of "
+                                              "--input/--output: CSV with input and output columns (optional "
+                                              "weight) or JSON Lines. The model takes the means, the decoding "
+                                              "context weighted by decode time, E[I^2]/E[I] for prompt attention, "
+                                              "and reports TTFT for the 90th-percentile prompt (I27)."),
         ttft: Optional[str] = typer.Option(None, "--ttft", help="Time-to-first-token SLO, e.g. 2s."),
         tpot: Optional[str] = typer.Option(None, "--tpot", help="Time-per-output-token SLO, e.g. 50ms."),
         precision: Optional[str] = typer.Option(None, "--precision", help="Weights/GEMMs: bf16, fp16, fp8, int8, fp4."),
@@ -169,9 +185,20 @@ def register(app: typer.Typer) -> None:
 
         from supernode.planning import require_allowed
 
+        from supernode.errors import UsageError
+
+        if lengths is not None:
+            if input_tokens is not None or output_tokens is not None:
+                raise UsageError("--lengths: give either a length distribution or --input/--output, not both")
+            from supernode.infer.lengths import read_lengths
+
+            wl = read_lengths(lengths)
+        else:
+            wl = Workload(2048.0 if input_tokens is None else input_tokens,
+                          256.0 if output_tokens is None else output_tokens)
         cat = get_catalog()
         allowed_notes = require_allowed(cat, on, allowed_for, date)
-        res = search(cat, model, on, chips, workload=Workload(input_tokens, output_tokens),
+        res = search(cat, model, on, chips, workload=wl,
                      slo=SLO(parse_duration(ttft, "--ttft"), parse_duration(tpot, "--tpot")), precision=precision,
                      kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
                      prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,

@@ -197,7 +197,11 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         "precision": prec, "kv_precision": kv_precision,
         **({"module_precision": module_formats(prec, modules)} if modules else {}),
         **({"expert_balance": expert_balance} if arch.is_moe else {}),
-        "workload": {"input_tokens": workload.input_tokens, "output_tokens": workload.output_tokens},
+        "workload": {"input_tokens": workload.input_tokens, "output_tokens": workload.output_tokens,
+                     # the effective lengths of I27 (equal to the fixed-length formulas when samples is 0)
+                     "decode_context_tokens": workload.decode_context_tokens,
+                     "prefill_attention_tokens": workload.prefill_attention_tokens,
+                     "ttft_input_tokens": workload.ttft_input_tokens, "samples": workload.samples},
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "colocated": _system_view(best, cluster, workload, rec),
     }

@@ -47,23 +47,55 @@ from supernode.perf import collectives as coll
 
 @dataclass(frozen=True)
 class Workload:
-    """Mean prompt and output lengths (tokens). ``from_samples`` takes a distribution."""
+    """Prompt and output lengths (tokens, means) and the effective lengths the model takes from them (I27).
+
+    ``decode_context_tokens``: the mean KV length of a decoding sequence, weighted by time (one step per output
+    token): E[O (I + O/2)] / E[O]; I + O/2 for fixed lengths. ``prefill_attention_tokens``: the prompt length
+    whose causal attention per token equals the mix's, E[I^2] / E[I]; I for fixed lengths.
+    ``ttft_input_tokens``: the prompt the TTFT is reported and checked for; I for fixed lengths, the 90th
+    percentile of a distribution. ``samples``: requests in the distribution (0: fixed lengths).
+    ``from_samples`` builds one from a length distribution."""
 
     input_tokens: float
     output_tokens: float
+    decode_context_tokens: float | None = None
+    prefill_attention_tokens: float | None = None
+    ttft_input_tokens: float | None = None
+    samples: int = 0
 
     def __post_init__(self) -> None:
         if not self.input_tokens > 0:
             raise UsageError(f"--input: must be a positive token count, got {self.input_tokens}")
         if not self.output_tokens > 0:
             raise UsageError(f"--output: must be a positive token count, got {self.output_tokens}")
+        for name, default in (("decode_context_tokens", self.input_tokens + self.output_tokens / 2.0),
+                              ("prefill_attention_tokens", self.input_tokens),
+                              ("ttft_input_tokens", self.input_tokens)):
+            v = getattr(self, name)
+            if v is None:
+                object.__setattr__(self, name, float(default))
+            elif not v > 0:
+                raise UsageError(f"workload: {name} must be a positive token count, got {v}")
 
     @classmethod
-    def from_samples(cls, inputs, outputs, weights=None) -> "Workload":
-        """Weighted means of a length distribution (the model is linear in the lengths to first order;
-        the stated assumption is that the mean request represents the mix)."""
-        w = np.ones(len(inputs)) if weights is None else np.asarray(weights, float)
-        return cls(float(np.average(inputs, weights=w)), float(np.average(outputs, weights=w)))
+    def from_samples(cls, inputs, outputs, weights=None, ttft_quantile: float = 0.9) -> "Workload":
+        """A length distribution (one entry per request, or per group of ``weights`` requests): means for the
+        token counts, E[O (I + O/2)] / E[O] for the decoding context, E[I^2] / E[I] for prefill attention and
+        the ``ttft_quantile`` prompt for the TTFT (I27)."""
+        i = np.asarray(inputs, float)
+        o = np.asarray(outputs, float)
+        w = np.ones(len(i)) if weights is None else np.asarray(weights, float)
+        if not (len(i) == len(o) == len(w)) or len(i) == 0:
+            raise UsageError("workload: inputs, outputs and weights must be non-empty and of the same length")
+        if not (np.all(i > 0) and np.all(o > 0) and np.all(w >= 0) and w.sum() > 0):
+            raise UsageError("workload: lengths must be positive and weights non-negative with a positive sum")
+        mean_i, mean_o = float(np.average(i, weights=w)), float(np.average(o, weights=w))
+        ctx = float(np.sum(w * o * (i + o / 2.0)) / np.sum(w * o))
+        attn = float(np.sum(w * i * i) / np.sum(w * i))
+        order = np.argsort(i, kind="stable")
+        cum = np.cumsum(w[order]) / w.sum()
+        ttft = float(i[order][min(int(np.searchsorted(cum, ttft_quantile - 1e-12)), len(i) - 1)])
+        return cls(mean_i, mean_o, ctx, attn, ttft, int(len(i)) if weights is None else int(round(w.sum())))
 
 
 @dataclass(frozen=True)
@@ -180,9 +212,9 @@ def _slo_ok(slo: SLO, ttft, tpot) -> np.ndarray:
 
 
 def kv_handover_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, wl: Workload, kvb: float) -> np.ndarray:
-    """KV cache of one prompt sent from the prefill to the decode instance (I12), split over the
-    prefill instance's tp x pp chips, over the tier that spans the whole cluster."""
-    size = wl.input_tokens * arch.kv_bytes_per_token(kvb) / (plan.tp * plan.pp)
+    """KV cache of one prompt (the TTFT prompt, I27) sent from the prefill to the decode instance (I12), split
+    over the prefill instance's tp x pp chips, over the tier that spans the whole cluster."""
+    size = wl.ttft_input_tokens * arch.kv_bytes_per_token(kvb) / (plan.tp * plan.pp)
     return coll.p2p_s(cluster, size, np.full(len(plan), cluster.chips))
 
 
@@ -213,8 +245,8 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     a, m = opts.acceptance_length, opts.draft_tokens
     b = _per_rank(plan)
     c = b * wl.input_tokens * a / wl.output_tokens
-    ctx = wl.input_tokens + wl.output_tokens / 2.0
-    chunk = min(float(opts.prefill_chunk_tokens), wl.input_tokens)
+    ctx = wl.decode_context_tokens  # I + O/2, or its time-weighted mean over a distribution (I27)
+    chunk = min(float(opts.prefill_chunk_tokens), wl.ttft_input_tokens)  # the TTFT prompt's chunk
     # prompts arrive in whole chunks: a mixture of iterations with and without one more chunk; with MoE
     # (per-layer all-to-all over the d ranks) an iteration waits for its slowest rank (I15)
     mix = scheduling.chunk_mix(c, prompt_tokens=wl.input_tokens, chunk_budget_tokens=opts.prefill_chunk_tokens,
@@ -223,13 +255,13 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                       module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
-                      prefill_len=wl.input_tokens)
+                      prefill_len=wl.prefill_attention_tokens)
     with_chunk = stage_time(arch, cluster, plan, precision=opts.precision,
                             kv_precision_bytes=kv_bytes(opts.kv_precision), attention_precision=opts.attention_precision,
                             expert_balance=opts.expert_balance,
                             module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
-                            prefill_len=wl.input_tokens,
+                            prefill_len=wl.prefill_attention_tokens,
                             routed_tokens_per_rank=(None if opts.moe_dp_padding else
                                                     scheduling.routed_tokens_per_rank(b * (1 + m), mix, plan.dp)))
     br = _with_offload(arch, cluster, plan, opts, scheduling.expected_breakdown(mix, base, with_chunk))
@@ -240,13 +272,14 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                        attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                        module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
-                       prefill_len=wl.input_tokens)
+                       prefill_len=wl.ttft_input_tokens)
     burst = _with_offload(arch, cluster, plan, opts, burst)
-    ttft = np.ceil(wl.input_tokens / chunk) * _iteration_s(plan, burst.stage_s, draft, host_overhead_s)
+    ttft = np.ceil(wl.ttft_input_tokens / chunk) * _iteration_s(plan, burst.stage_s, draft, host_overhead_s)
     chips = plan.chips_per_instance
     out = plan.batch * a / t_iter / chips
     pre = out * wl.input_tokens / wl.output_tokens
     # continuous batching: sequences are spread evenly over their output, so the mean KV length is I + O/2
+    # (over a distribution, weighted by each request's decoding time: I27)
     mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m) + mix.burst_tokens, usable_fraction)  # largest forward
     return Evaluation(plan, br, mem, ttft, tpot, pre, out, mem.fits & _slo_ok(slo, ttft, tpot))
 
@@ -256,7 +289,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     """``host_overhead_s``: host time per iteration not overlapped with the GPU (I19, ``fixed_costs``)."""
     a, m = opts.acceptance_length, opts.draft_tokens
     b = _per_rank(plan)
-    ctx = wl.input_tokens + wl.output_tokens / 2.0 if context_tokens is None else context_tokens
+    ctx = wl.decode_context_tokens if context_tokens is None else context_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
@@ -278,7 +311,8 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
-                    decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens, prefill_len=wl.input_tokens,
+                    decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens,
+                    prefill_len=wl.prefill_attention_tokens,
                     dispatch=opts.prefill_dispatch)
     br = _with_offload(arch, cluster, plan, opts, br)
     kvb = kv_bytes(opts.kv_precision)

@@ -1,0 +1,92 @@
+"""Request-length distributions from a file (``--lengths``): CSV or JSON Lines -> :class:`Workload` (I27).
+
+CSV: a header row naming an ``input`` and an ``output`` column (``input_tokens`` / ``output_tokens`` and
+``isl`` / ``osl`` are read too) and optionally ``weight`` (requests that row stands for); one request per row.
+JSON Lines (``.jsonl``): one object per line with the same keys. Any other column is ignored. Every error is one
+line naming the file, the row and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from supernode.errors import UsageError
+from supernode.infer.serving import Workload
+
+_NAMES = {"input": ("input", "input_tokens", "isl"), "output": ("output", "output_tokens", "osl"),
+          "weight": ("weight",)}
+MAX_ROWS = 10_000_000
+
+
+def _column(keys, what: str, where: str, required: bool = True) -> str | None:
+    lower = {str(k).strip().lower(): k for k in keys if k is not None}
+    for name in _NAMES[what]:
+        if name in lower:
+            return lower[name]
+    if required:
+        raise UsageError(f"{where}: no {what!r} column (expected one of {', '.join(_NAMES[what])})")
+    return None
+
+
+def _number(value, where: str, column: str, positive: bool) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (v > 0 if positive else v >= 0) or v == float("inf"):
+        kind = "a positive token count" if positive else "a non-negative weight"
+        raise UsageError(f"{where}: column {column}: expected {kind}, got {value!r}")
+    return v
+
+
+def _rows(path: Path, label: str):
+    """(row label, mapping) per request row."""
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise UsageError(f"{label}: line {n}: not JSON ({err.msg})") from None
+                if not isinstance(obj, dict):
+                    raise UsageError(f"{label}: line {n}: expected an object with input and output keys")
+                yield f"{label}: line {n}", obj
+        return
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise UsageError(f"{label}: empty file (expected a header row with input and output columns)")
+        for n, row in enumerate(reader, 2):
+            yield f"{label}: row {n}", row
+
+
+def read_lengths(path: str | Path, ttft_quantile: float = 0.9) -> Workload:
+    """The request-length distribution in ``path`` as a :class:`Workload` (means and I27's effective lengths)."""
+    p = Path(path)
+    label = f"--lengths: {p}"
+    if not p.is_file():
+        raise UsageError(f"{label}: no such file")
+    inputs, outputs, weights = [], [], []
+    cols = None
+    try:
+        for where, row in _rows(p, label):
+            if cols is None or any(c not in row for c in cols[:2]):
+                cols = (_column(row.keys(), "input", where), _column(row.keys(), "output", where),
+                        _column(row.keys(), "weight", where, required=False))
+            inputs.append(_number(row[cols[0]], where, cols[0], True))
+            outputs.append(_number(row[cols[1]], where, cols[1], True))
+            weights.append(_number(row[cols[2]], where, cols[2], False) if cols[2] and row.get(cols[2]) not in
+                           (None, "") else 1.0)
+            if len(inputs) > MAX_ROWS:
+                raise UsageError(f"{label}: more than {MAX_ROWS:,} rows (group equal lengths with a weight column)")
+    except UnicodeDecodeError:
+        raise UsageError(f"{label}: not a UTF-8 text file (expected CSV or JSON Lines)") from None
+    if not inputs:
+        raise UsageError(f"{label}: no requests (expected rows with input and output token counts)")
+    if sum(weights) <= 0:
+        raise UsageError(f"{label}: column weight: the weights sum to zero")
+    return Workload.from_samples(inputs, outputs, weights, ttft_quantile=ttft_quantile)

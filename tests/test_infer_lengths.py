@@ -1,0 +1,135 @@
+"""I27: request-length distributions (Workload.from_samples, infer/lengths.py, --lengths)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from supernode import workload
+from supernode.catalog.loader import load_catalog
+from supernode.cli import main
+from supernode.errors import UsageError
+from supernode.infer.lengths import read_lengths
+from supernode.infer.search import search
+from supernode.infer.serving import SLO, Workload
+
+CAT = load_catalog()
+# two request kinds with the same means as a fixed 2,750 / 400 workload: three short chats, one long document
+MIX = dict(inputs=[1000, 8000], outputs=[200, 1000], weights=[3, 1])
+
+
+def test_fixed_lengths_keep_the_mean_formulas():
+    w = Workload(2048, 256)
+    assert (w.decode_context_tokens, w.prefill_attention_tokens, w.ttft_input_tokens, w.samples) == (2176, 2048, 2048, 0)
+    same = Workload.from_samples([2048] * 5, [256] * 5)
+    assert (same.input_tokens, same.output_tokens, same.decode_context_tokens, same.prefill_attention_tokens,
+            same.ttft_input_tokens, same.samples) == (2048, 256, 2176, 2048, 2048, 5)
+
+
+def test_a_mix_by_hand():
+    w = Workload.from_samples(**MIX)
+    assert (w.input_tokens, w.output_tokens, w.samples) == (2750, 400, 4)
+    # E[O (I + O/2)] / E[O] = (3*200*1100 + 1000*8500) / (3*200 + 1000)
+    assert w.decode_context_tokens == pytest.approx((3 * 200 * 1100 + 1000 * 8500) / 1600)
+    assert w.prefill_attention_tokens == pytest.approx((3 * 1000 ** 2 + 8000 ** 2) / 11000)
+    assert w.ttft_input_tokens == 8000  # 75% of requests are at 1,000 tokens: the 90th percentile is the long one
+
+
+def test_decoding_context_matches_a_continuous_batching_simulation():
+    """B slots each decode one request after another, one token per step; the KV length averaged over slots and
+    steps is the time-weighted E[O (I + O/2)] / E[O], not the per-request mean I + O/2."""
+    rng = np.random.default_rng(7)
+    kinds = np.array([[1000, 200], [8000, 1000]])
+    slots, steps = 64, 20_000
+    total, count = 0.0, 0
+    for _ in range(slots):
+        t = 0
+        while t < steps:
+            i, o = kinds[rng.choice(2, p=[0.75, 0.25])]
+            n = min(o, steps - t)
+            total += n * i + n * (n + 1) / 2.0  # contexts i+1 .. i+n
+            count += n
+            t += n
+    simulated = total / count
+    w = Workload.from_samples(**MIX)
+    assert simulated == pytest.approx(w.decode_context_tokens, rel=0.02)
+    assert abs(simulated / (w.input_tokens + w.output_tokens / 2.0) - 1.0) > 0.5  # the naive mean is far off
+
+
+def test_prompt_attention_length_sums_the_prompts_causal_attention():
+    m = workload.load_model(CAT, "llama-3.1-70b")
+    i = np.array([500.0, 3000.0, 12000.0])
+    w = Workload.from_samples(i, [100, 100, 100])
+    exact = sum(workload.attention_core_flops(m, x, x, True) for x in i)
+    assert workload.attention_core_flops(m, i.sum(), w.prefill_attention_tokens, True) == pytest.approx(exact)
+
+
+def _colocated(wl):
+    r = search(CAT, "llama-3.1-70b", "h100", 8, workload=wl, precision="fp8", slo=SLO(),
+               fixed=dict(tp=8, pp=1, batch=64))
+    return r["colocated"]
+
+
+def test_a_long_tail_decodes_slower_and_reports_the_tail_prompts_ttft():
+    """Same means, but the long requests hold the slots for longer: more KV per step (slower TPOT, more memory) and
+    the 90th-percentile prompt takes longer to prefill than the mean one."""
+    flat, mix = _colocated(Workload(2750, 400)), _colocated(Workload.from_samples(**MIX))
+    assert mix["tpot_s"] > flat["tpot_s"] * 1.02
+    assert mix["memory"]["kv_cache_bytes"] == pytest.approx(flat["memory"]["kv_cache_bytes"] * 5725 / 2950, rel=1e-6)
+    assert mix["ttft_s"] > 2 * flat["ttft_s"]
+    same = _colocated(Workload.from_samples([2750] * 3, [400] * 3))
+    assert same["tpot_s"] == flat["tpot_s"] and same["ttft_s"] == flat["ttft_s"]
+
+
+def test_read_lengths_csv_jsonl_and_weights(tmp_path):
+    csv_path = tmp_path / "mix.csv"
+    csv_path.write_text("id,ISL,osl,weight\na,1000,200,3\nb,8000,1000,1\n")
+    jl = tmp_path / "mix.jsonl"
+    jl.write_text("".join(json.dumps({"input_tokens": i, "output_tokens": o}) + "\n"
+                          for i, o in [(1000, 200)] * 3 + [(8000, 1000)]))
+    a, b = read_lengths(csv_path), read_lengths(jl)
+    ref = Workload.from_samples(**MIX)
+    for w in (a, b):
+        assert (w.input_tokens, w.output_tokens, w.decode_context_tokens, w.prefill_attention_tokens,
+                w.ttft_input_tokens, w.samples) == pytest.approx((ref.input_tokens, ref.output_tokens,
+                                                                  ref.decode_context_tokens,
+                                                                  ref.prefill_attention_tokens,
+                                                                  ref.ttft_input_tokens, 4))
+
+
+@pytest.mark.parametrize("text,suffix,message", [
+    ("input,output\n100,abc\n", ".csv", r"row 2: column output: expected a positive token count, got 'abc'"),
+    ("input,output\n100,0\n", ".csv", r"row 2: column output: expected a positive token count"),
+    ("prompt,output\n100,10\n", ".csv", r"row 2: no 'input' column \(expected one of input, input_tokens, isl\)"),
+    ("input,output,weight\n100,10,-1\n", ".csv", r"column weight: expected a non-negative weight"),
+    ("", ".csv", r"empty file"),
+    ("input,output\n", ".csv", r"no requests"),
+    ('{"input": 10, "output": 5}\n[1, 2]\n', ".jsonl", r"line 2: expected an object"),
+    ('{"input": 10, "output": 5}\n{oops\n', ".jsonl", r"line 2: not JSON"),
+])
+def test_read_lengths_errors_name_file_row_and_column(tmp_path, text, suffix, message):
+    p = tmp_path / f"bad{suffix}"
+    p.write_text(text)
+    with pytest.raises(UsageError, match=r"--lengths: .*bad" + suffix.replace(".", r"\.") + ".*" + message):
+        read_lengths(p)
+
+
+def test_lengths_from_the_cli(tmp_path, capsys):
+    p = tmp_path / "mix.csv"
+    p.write_text("input,output,weight\n1000,200,3\n8000,1000,1\n")
+    common = ["infer", "llama-3.1-70b", "--on", "h100", "--chips", "8", "--tp", "8", "--batch", "64", "--json"]
+    assert main(common + ["--lengths", str(p)]) == 0
+    w = json.loads(capsys.readouterr().out)["workload"]
+    assert w["samples"] == 4 and w["ttft_input_tokens"] == 8000 and w["decode_context_tokens"] == pytest.approx(5725)
+    assert main(common + ["--lengths", str(p), "--input", "100"]) == 2
+    assert "--lengths: give either a length distribution or --input/--output" in capsys.readouterr().err
+    assert main(common + ["--lengths", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.csv: no such file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_readme_example_mix_loads():
+    from pathlib import Path
+
+    w = read_lengths(Path(__file__).parents[1] / "docs" / "examples" / "lengths-synthetic-mix.csv")
+    assert w.samples == 100 and w.input_tokens == pytest.approx(3120) and w.ttft_input_tokens == 8000
