@@ -26,6 +26,14 @@ def test_fixed_lengths_keep_the_mean_formulas():
             same.ttft_input_tokens, same.samples) == (2048, 256, 2176, 2048, 2048, 5)
 
 
+def test_lengths_must_be_finite_and_positive():
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(UsageError, match="--input: must be a positive token count"):
+            Workload(bad, 100)
+    with pytest.raises(UsageError, match="lengths must be positive"):
+        Workload.from_samples([100, float("inf")], [10, 10])
+
+
 def test_a_mix_by_hand():
     w = Workload.from_samples(**MIX)
     assert (w.input_tokens, w.output_tokens, w.samples) == (2750, 400, 4)
@@ -100,6 +108,7 @@ def test_read_lengths_csv_jsonl_and_weights(tmp_path):
 @pytest.mark.parametrize("text,suffix,message", [
     ("input,output\n100,abc\n", ".csv", r"row 2: column output: expected a positive token count, got 'abc'"),
     ("input,output\n100,0\n", ".csv", r"row 2: column output: expected a positive token count"),
+    ("input,output\n100,inf\n", ".csv", r"row 2: column output: expected a positive token count, got 'inf'"),
     ("prompt,output\n100,10\n", ".csv", r"row 2: no 'input' column \(expected one of input, input_tokens, isl\)"),
     ("input,output,weight\n100,10,-1\n", ".csv", r"column weight: expected a non-negative weight"),
     ("", ".csv", r"empty file"),

@@ -68,8 +68,10 @@ def read_lengths(path: str | Path, ttft_quantile: float = 0.9) -> Workload:
     """The request-length distribution in ``path`` as a :class:`Workload` (means and I27's effective lengths)."""
     p = Path(path)
     label = f"--lengths: {p}"
-    if not p.is_file():
+    if not p.exists():
         raise UsageError(f"{label}: no such file")
+    if not p.is_file():
+        raise UsageError(f"{label}: not a regular file (expected CSV or JSON Lines)")
     inputs, outputs, weights = [], [], []
     cols = None
     try:

@@ -64,9 +64,9 @@ class Workload:
     samples: int = 0
 
     def __post_init__(self) -> None:
-        if not self.input_tokens > 0:
+        if not 0 < self.input_tokens < np.inf:
             raise UsageError(f"--input: must be a positive token count, got {self.input_tokens}")
-        if not self.output_tokens > 0:
+        if not 0 < self.output_tokens < np.inf:
             raise UsageError(f"--output: must be a positive token count, got {self.output_tokens}")
         for name, default in (("decode_context_tokens", self.input_tokens + self.output_tokens / 2.0),
                               ("prefill_attention_tokens", self.input_tokens),
@@ -74,7 +74,7 @@ class Workload:
             v = getattr(self, name)
             if v is None:
                 object.__setattr__(self, name, float(default))
-            elif not v > 0:
+            elif not 0 < v < np.inf:
                 raise UsageError(f"workload: {name} must be a positive token count, got {v}")
 
     @classmethod
@@ -87,7 +87,8 @@ class Workload:
         w = np.ones(len(i)) if weights is None else np.asarray(weights, float)
         if not (len(i) == len(o) == len(w)) or len(i) == 0:
             raise UsageError("workload: inputs, outputs and weights must be non-empty and of the same length")
-        if not (np.all(i > 0) and np.all(o > 0) and np.all(w >= 0) and w.sum() > 0):
+        if not (np.all((i > 0) & (i < np.inf)) and np.all((o > 0) & (o < np.inf)) and np.all((w >= 0) & (w < np.inf))
+                and w.sum() > 0):
             raise UsageError("workload: lengths must be positive and weights non-negative with a positive sum")
         mean_i, mean_o = float(np.average(i, weights=w)), float(np.average(o, weights=w))
         ctx = float(np.sum(w * o * (i + o / 2.0)) / np.sum(w * o))
