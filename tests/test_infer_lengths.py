@@ -142,3 +142,17 @@ def test_the_readme_example_mix_loads():
 
     w = read_lengths(Path(__file__).parents[1] / "docs" / "examples" / "lengths-synthetic-mix.csv")
     assert w.samples == 100 and w.input_tokens == pytest.approx(3120) and w.ttft_input_tokens == 8000
+
+
+def test_the_mlperf_deepseek_r1_lengths_match_their_published_means():
+    """validation/lengths/mlperf-deepseek-r1-4388.csv against MLCommons' printed reference output mean and NVIDIA's
+    max_input_len (the transcription check its README states)."""
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "validation" / "lengths" / "mlperf-deepseek-r1-4388.csv"
+    w = read_lengths(path)
+    assert w.samples == 4388 and w.output_tokens == pytest.approx(4043.449863263446, rel=1e-12)
+    data = np.loadtxt(path, delimiter=",", skiprows=1)
+    assert data[:, 0].max() == 3140
+    scaled = read_lengths(path, output_mean_tokens=3714)
+    assert scaled.output_tokens == pytest.approx(3714) and scaled.input_tokens == w.input_tokens

@@ -64,8 +64,10 @@ def _rows(path: Path, label: str):
             yield f"{label}: row {n}", row
 
 
-def read_lengths(path: str | Path, ttft_quantile: float = 0.9) -> Workload:
-    """The request-length distribution in ``path`` as a :class:`Workload` (means and I27's effective lengths)."""
+def read_lengths(path: str | Path, ttft_quantile: float = 0.9, output_mean_tokens: float | None = None) -> Workload:
+    """The request-length distribution in ``path`` as a :class:`Workload` (means and I27's effective lengths).
+    ``output_mean_tokens``: scale the output lengths to this mean, keeping their shape (a run whose generated
+    lengths differ from the file's reference outputs, with its own mean measured)."""
     p = Path(path)
     label = f"--lengths: {p}"
     if not p.exists():
@@ -91,4 +93,9 @@ def read_lengths(path: str | Path, ttft_quantile: float = 0.9) -> Workload:
         raise UsageError(f"{label}: no requests (expected rows with input and output token counts)")
     if sum(weights) <= 0:
         raise UsageError(f"{label}: column weight: the weights sum to zero")
+    if output_mean_tokens is not None:
+        if not 0 < output_mean_tokens < float("inf"):
+            raise UsageError(f"{label}: output mean must be a positive token count, got {output_mean_tokens}")
+        mean = sum(o * w for o, w in zip(outputs, weights)) / sum(weights)
+        outputs = [o * output_mean_tokens / mean for o in outputs]
     return Workload.from_samples(inputs, outputs, weights, ttft_quantile=ttft_quantile)

@@ -36,10 +36,22 @@ def case_files(root: Path) -> list[Path]:
     return sorted(Path(root).glob("infer-*.yaml"))
 
 
-def predict(catalog: Catalog, case: dict) -> float:
-    """The case's metric predicted by the model (unit as the case's metric)."""
-    from supernode.infer.search import estimate_decode, estimate_prefill, search
+def _workload(x: dict, base: Path | None):
+    """The case's request lengths: ``input_tokens`` / ``output_tokens``, or ``lengths:`` a length file (I27) relative
+    to the case file's folder, whose outputs ``lengths_output_mean_tokens`` (the run's own measured mean) rescales."""
+    from supernode.infer.lengths import read_lengths
     from supernode.infer.serving import Workload
+
+    if "lengths" not in x:
+        return Workload(x["input_tokens"], x["output_tokens"])
+    path = Path(x["lengths"])
+    return read_lengths(path if path.is_absolute() or base is None else base / path,
+                        output_mean_tokens=x.get("lengths_output_mean_tokens"))
+
+
+def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
+    """The case's metric predicted by the model (unit as the case's metric); ``base``: the case file's folder."""
+    from supernode.infer.search import estimate_decode, estimate_prefill, search
 
     x = dict(case["inputs"])
     kind = case["kind"]
@@ -75,7 +87,7 @@ def predict(catalog: Catalog, case: dict) -> float:
         if "micro_batch_overlap" in x:  # a fact of the serving stack (absent: the faster of with and without)
             fixed["overlap"] = bool(x["micro_batch_overlap"])
         r = search(catalog, x["model"], x["system"], x.get("chips"),
-                   workload=Workload(x["input_tokens"], x["output_tokens"]), precision=x["precision"],
+                   workload=_workload(x, base), precision=x["precision"],
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
@@ -89,7 +101,7 @@ def run_case(catalog: Catalog, path: Path) -> CaseResult:
     """One case file against the model; a bad input value gives a one-line error that names the file."""
     case = yaml.safe_load(Path(path).read_text())
     try:
-        predicted = float(predict(catalog, case))
+        predicted = float(predict(catalog, case, Path(path).parent))
     except SupernodeError as err:  # e.g. "--admission: expected ..." -> "<file>: inputs: --admission: expected ..."
         raise type(err)(f"{path}: inputs: {err}") from err
     return CaseResult(case["id"], case["kind"], float(case["metric"]["value"]), predicted,
