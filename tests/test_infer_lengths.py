@@ -20,7 +20,8 @@ MIX = dict(inputs=[1000, 8000], outputs=[200, 1000], weights=[3, 1])
 
 def test_fixed_lengths_keep_the_mean_formulas():
     w = Workload(2048, 256)
-    assert (w.decode_context_tokens, w.prefill_attention_tokens, w.ttft_input_tokens, w.samples) == (2176, 2048, 2048, 0)
+    assert (w.decode_context_tokens, w.prefill_attention_tokens, w.ttft_input_tokens, w.samples) == \
+        (2176, 2048, 2048, 0)
     same = Workload.from_samples([2048] * 5, [256] * 5)
     assert (same.input_tokens, same.output_tokens, same.decode_context_tokens, same.prefill_attention_tokens,
             same.ttft_input_tokens, same.samples) == (2048, 256, 2176, 2048, 2048, 5)

@@ -45,7 +45,8 @@ def _weights_s(res: dict) -> str:
 
 
 def _dist_s(w: dict) -> str:
-    """', means of 1,000 requests (TTFT for a 3,210-token prompt)' for a length distribution (I27)."""
+    """' (means of 100 requests; TTFT for the 8,000-token 90th-percentile prompt; ...)' for a length distribution
+    (I27), '' for fixed lengths."""
     if not w.get("samples"):
         return ""
     return (f" (means of {w['samples']:,} requests; TTFT for the {w['ttft_input_tokens']:,.0f}-token 90th-percentile "
@@ -62,8 +63,8 @@ def _print(res: dict) -> None:
     c = res["colocated"]
     con.print(f"[bold]{res['model']}[/bold] on {res['system']} ({res['chips']} x {res['chip']}), "
               f"{_weights_s(res)} weights, input {res['workload']['input_tokens']:g} / output "
-              f"{res['workload']['output_tokens']:g} tokens{_dist_s(res['workload'])}, SLO TTFT {_fmt_s(res['slo']['ttft_s'])}, "
-              f"TPOT {_fmt_s(res['slo']['tpot_s'])}")
+              f"{res['workload']['output_tokens']:g} tokens{_dist_s(res['workload'])}, "
+              f"SLO TTFT {_fmt_s(res['slo']['ttft_s'])}, TPOT {_fmt_s(res['slo']['tpot_s'])}")
     t = Table(title="best plans", title_justify="left")
     for h in ("mode", "plan", "TTFT", "TPOT", "output tok/s/chip", "output tok/s (system)", "memory/chip", "SLO"):
         t.add_column(h, justify="left" if h in ("mode", "plan") else "right")
@@ -183,9 +184,8 @@ def register(app: typer.Typer) -> None:
         from supernode.infer.search import search
         from supernode.infer.serving import SLO, Workload
 
-        from supernode.planning import require_allowed
-
         from supernode.errors import UsageError
+        from supernode.planning import require_allowed
 
         if lengths is not None:
             if input_tokens is not None or output_tokens is not None:
