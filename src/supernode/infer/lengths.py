@@ -12,6 +12,8 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
 from supernode.errors import UsageError
 from supernode.infer.serving import Workload
 
@@ -96,6 +98,5 @@ def read_lengths(path: str | Path, ttft_quantile: float = 0.9, output_mean_token
     if output_mean_tokens is not None:
         if not 0 < output_mean_tokens < float("inf"):
             raise UsageError(f"{label}: output mean must be a positive token count, got {output_mean_tokens}")
-        mean = sum(o * w for o, w in zip(outputs, weights)) / sum(weights)
-        outputs = [o * output_mean_tokens / mean for o in outputs]
+        outputs = np.asarray(outputs) * (output_mean_tokens / np.average(outputs, weights=weights))
     return Workload.from_samples(inputs, outputs, weights, ttft_quantile=ttft_quantile)
