@@ -157,3 +157,22 @@ def test_the_mlperf_deepseek_r1_lengths_match_their_published_means():
     assert data[:, 0].max() == 3140
     scaled = read_lengths(path, output_mean_tokens=3714)
     assert scaled.output_tokens == pytest.approx(3714) and scaled.input_tokens == w.input_tokens
+
+
+def test_mlperf_llama_length_files_match_their_published_checks():
+    """validation/lengths/mlperf-llama2-70b-24576.csv: 24,576 rows, inputs inside processorca.py's filter (under 1,024
+    tokens, none empty); mlperf-llama3.1-405b-8313.csv: 8,313 rows whose output mean is MLCommons' reference
+    tokens_per_sample 684.68 (0.9 x 684.68 = 616.212, the v5.1 accuracy threshold), longest prompt under the
+    20,000-token cap. The transcriptions' checks as the lengths README states them."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "validation" / "lengths"
+    l2 = read_lengths(root / "mlperf-llama2-70b-24576.csv")
+    assert l2.samples == 24576 and l2.input_tokens == pytest.approx(222.32975, rel=1e-6)
+    d2 = np.loadtxt(root / "mlperf-llama2-70b-24576.csv", delimiter=",", skiprows=1)
+    assert d2[:, 0].min() >= 1 and d2[:, 0].max() < 1024 and d2[:, 1].max() < 1024
+    l405 = read_lengths(root / "mlperf-llama3.1-405b-8313.csv")
+    assert l405.samples == 8313 and l405.output_tokens == pytest.approx(684.68, abs=0.005)
+    assert 0.9 * l405.output_tokens == pytest.approx(616.212, abs=0.005)
+    d405 = np.loadtxt(root / "mlperf-llama3.1-405b-8313.csv", delimiter=",", skiprows=1)
+    assert d405[:, 0].max() <= 20000 and l405.input_tokens == pytest.approx(9428.6447, rel=1e-6)
