@@ -176,3 +176,13 @@ def test_mlperf_llama_length_files_match_their_published_checks():
     assert 0.9 * l405.output_tokens == pytest.approx(616.212, abs=0.005)
     d405 = np.loadtxt(root / "mlperf-llama3.1-405b-8313.csv", delimiter=",", skiprows=1)
     assert d405[:, 0].max() <= 20000 and l405.input_tokens == pytest.approx(9428.6447, rel=1e-6)
+
+
+def test_mlperf_mixtral_length_file_matches_the_reference_output_mean():
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "validation" / "lengths" / "mlperf-mixtral-8x7b-15000.csv"
+    w = read_lengths(path)
+    assert w.samples == 15000 and w.output_tokens == pytest.approx(144.84, abs=0.005)
+    d = np.loadtxt(path, delimiter=",", skiprows=1)
+    assert d[:, 1].min() == 2 and w.input_tokens == pytest.approx(427.3937, rel=1e-6)
