@@ -26,6 +26,7 @@ CAT = load_catalog(use_env=False)
 DS = serving_arch(CAT, "deepseek-r1")
 TRTLLM_R1_FP4 = {"attention": "bf16", "dense_ffn": "fp4", "shared_experts": "fp4", "experts": "fp4",
                  "router": "bf16", "mtp": "bf16", "lm_head": "bf16"}
+FP4 = BYTES_PER_ELEMENT["fp4"]
 
 
 def one(tp=1, pp=1, dp=1, ep=1, batch=1, overlap=0):
@@ -72,17 +73,19 @@ def test_default_is_every_part_at_precision_exactly():
     dkw = dict(precision="fp4", kv_precision_bytes=2.0, decode_seqs=4, context_tokens=2048)
     assert np.array_equal(draft_pass_time(DS, cl, plans, **dkw).stage_s,
                           draft_pass_time(DS, cl, plans, module_precision={"mtp": "fp4"}, **dkw).stage_s)
-    assert np.array_equal(weights_bytes_per_chip(DS, plans, 0.5),
+    assert np.array_equal(weights_bytes_per_chip(DS, plans, FP4),
                           weights_bytes_per_chip(DS, plans, module_weight_bytes(module_formats("fp4"))))
 
 
 def test_memory_weights_sum_each_part_at_its_format():
     """DeepSeek-R1 with the TensorRT-LLM FP4 recipe on ADP8 / EP8 (t = 1, 32 expert slots per chip), by hand:
-    61 P_attn x 2 + 3 P_dense x 0.5 + 58 (32 P_exp x 0.5 + P_shared x 0.5 + P_router x 2) + 2 V D x 2 bytes."""
+    61 P_attn x 2 + 3 P_dense x f + 58 (32 P_exp x f + P_shared x f + P_router x 2) + 2 V D x 2 bytes, f = 0.5625
+    (NVFP4: 4-bit values and one E4M3 scale per 16)."""
     plan = one(tp=1, dp=8, ep=8, batch=8)
     a = DS
-    by_hand = (a.layers * a.attn_params_per_layer * 2 + a.dense_layers * a.dense_ffn_params_per_layer * 0.5
-               + a.moe_layers * (32 * a.expert_params * 0.5 + a.shared_expert_params_per_layer * 0.5
+    assert FP4 == 0.5625
+    by_hand = (a.layers * a.attn_params_per_layer * 2 + a.dense_layers * a.dense_ffn_params_per_layer * FP4
+               + a.moe_layers * (32 * a.expert_params * FP4 + a.shared_expert_params_per_layer * FP4
                                  + a.router_params_per_layer * 2)
                + 2 * a.vocab * a.hidden * 2)
     got = weights_bytes_per_chip(a, plan, module_weight_bytes(module_formats("fp4", TRTLLM_R1_FP4)))[0]
@@ -96,13 +99,13 @@ def test_memory_weights_sum_each_part_at_its_format():
 def test_recipe_weights_match_trtllm_80_gb_per_gpu():
     """TensorRT-LLM tech blog 3 (sec. 'Data Parallel for Attention module'): the DeepSeek-R1 FP4 checkpoint on 8
     B200 with attention DP holds 'about 80 GB' of weights and activations per GPU. With the recipe's BF16
-    attention, router and LM head the model gives ~69.5 GB; all parts at fp4, ~49 GB. The rest is NVFP4's block
-    scales (one FP8 per 16 elements, ~5 GB per GPU here), the MTP layer and workspace, which the model omits."""
+    attention, router and LM head the model gives ~74.8 GB, NVFP4's block scales (one E4M3 per 16 elements)
+    included; all parts at fp4, ~55 GB. The rest is the MTP layer and workspace, which the model omits."""
     plan = one(tp=1, dp=8, ep=8, batch=8)
     recipe_gb = weights_bytes_per_chip(DS, plan, module_weight_bytes(module_formats("fp4", TRTLLM_R1_FP4)))[0] / 1e9
-    uniform_gb = weights_bytes_per_chip(DS, plan, 0.5)[0] / 1e9
-    assert recipe_gb == pytest.approx(80, rel=0.15)
-    assert uniform_gb < 0.65 * 80
+    uniform_gb = weights_bytes_per_chip(DS, plan, FP4)[0] / 1e9
+    assert recipe_gb == pytest.approx(80, rel=0.10)
+    assert uniform_gb < 0.75 * 80
 
 
 MONO = ("fp4", "fp8", "bf16")

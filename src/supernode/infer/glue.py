@@ -85,9 +85,6 @@ def describe(name: str | None) -> str:
     return (f"glue kernels' activation traffic at the HBM streaming rate (I22), fusions {name!r}: "
             f"{profile(name).title}; MLA attention blocks and MoE FFNs: kernel floors only")
 
-# bytes of block scales per element of a quantized activation: NVFP4 stores one E4M3 scale per 16 elements;
-# FP8 / INT8 activations use per-tensor or per-token scales (a few bytes per token: 0)
-SCALE_BYTES_PER_ELEMENT = {"fp4": 1.0 / 16.0}
 QUANTIZED_FORMATS = tuple(f for f in WEIGHT_PRECISIONS if BYTES_PER_ELEMENT[f] < ACTIVATION_BYTES)
 
 
@@ -96,7 +93,7 @@ def _quantized_input_bytes(fmt: str, chip_formats) -> float:
     runs at 16 bits, or the chip has no rate for ``fmt``, so its GEMMs would not take quantized inputs)."""
     if fmt not in QUANTIZED_FORMATS or fmt not in chip_formats:
         return 0.0
-    return ACTIVATION_BYTES + BYTES_PER_ELEMENT[fmt] + SCALE_BYTES_PER_ELEMENT.get(fmt, 0.0)
+    return ACTIVATION_BYTES + BYTES_PER_ELEMENT[fmt]  # block scales included (NVFP4: one E4M3 per 16)
 
 
 def priced(arch: ServingArch) -> bool:

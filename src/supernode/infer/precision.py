@@ -27,8 +27,10 @@ from supernode.catalog.schema import Kind, Strict
 from supernode.errors import CatalogError, UsageError
 from supernode.hardware import ChipSpec
 
-# bytes per element: the definition of each format (not a hardware constant)
-BYTES_PER_ELEMENT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
+# bytes per element: the definition of each format (not a hardware constant), block scales included: fp4 is NVFP4,
+# 4-bit E2M1 values with one E4M3 scale per 16 (4.5 bits; OCP MXFP4, one E8M0 per 32, is 4.25 bits, 5.6% less, not
+# told apart); FP8 / INT8 use per-tensor, per-channel or 128-wide block scales (under 3% here: not counted)
+BYTES_PER_ELEMENT = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5 + 1.0 / 16.0}
 WEIGHT_PRECISIONS = ("bf16", "fp16", "fp8", "int8", "fp4")
 KV_PRECISIONS = ("bf16", "fp16", "fp8", "int8")
 ACTIVATION_BYTES = BYTES_PER_ELEMENT["bf16"]
@@ -215,5 +217,5 @@ def describe_module_formats(precision: str, module_precision: Mapping[str, str] 
                    for f in recipes().recipes[name.strip()].modules.values()})
     return (f"per-module weight formats (I20; {given}{parts}): each part's GEMMs at its format's dense rate and "
             "bytes per element, its weights stored at that format (the input embedding with lm_head), MoE dispatch "
-            "at the experts' format; no block-scale overhead (fp4 = 0.5 bytes per element)"
+            "at the experts' format; fp4 is NVFP4 with its block scales (0.5625 bytes per element)"
             + (f"; recipe sources: {', '.join(srcs)}" if srcs else ""))
