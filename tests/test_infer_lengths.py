@@ -186,3 +186,13 @@ def test_mlperf_mixtral_length_file_matches_the_reference_output_mean():
     assert w.samples == 15000 and w.output_tokens == pytest.approx(144.84, abs=0.005)
     d = np.loadtxt(path, delimiter=",", skiprows=1)
     assert d[:, 1].min() == 2 and w.input_tokens == pytest.approx(427.3937, rel=1e-6)
+
+
+def test_mlperf_llama31_8b_length_file_matches_its_checks():
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "validation" / "lengths" / "mlperf-llama3.1-8b-13368.csv"
+    w = read_lengths(path)
+    assert w.samples == 13368 and w.input_tokens == pytest.approx(11639915 / 13368, rel=1e-12)
+    d = np.loadtxt(path, delimiter=",", skiprows=1)
+    assert d[:, 0].max() == 2540
