@@ -170,6 +170,9 @@ def register(app: typer.Typer) -> None:
         ep: Optional[int] = typer.Option(None, "--ep", help="Fix the expert-parallel degree."),
         attention_dp: Optional[int] = typer.Option(None, "--attention-dp", help="Fix the attention data-parallel degree."),
         batch: Optional[int] = typer.Option(None, "--batch", help="Fix the sequences in flight per instance."),
+        max_batch: Optional[int] = typer.Option(None, "--max-batch", help="Cap the sequences in flight per instance "
+                                                "(a serving engine's maximum batch); the search tries the largest "
+                                                "batch that fits in memory under it."),
         micro_batch_overlap: Optional[bool] = typer.Option(None, "--micro-batch-overlap/--no-micro-batch-overlap",
                                                            help="Fix two-micro-batch overlap of communication with "
                                                            "compute on (SGLang TBO, vLLM DBO) or off (stacks "
@@ -206,7 +209,7 @@ def register(app: typer.Typer) -> None:
                      module_precision=module_precision, glue_fusion=glue_fusion, moe_dp_padding=moe_dp_padding,
                      admission=admission, prefill_dispatch=prefill_dispatch, weight_offload=weight_offload,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
-                                                  overlap=micro_batch_overlap).items()
+                                                  max_batch=max_batch, overlap=micro_batch_overlap).items()
                             if v is not None}, disaggregated=disaggregated)
         if allowed_notes:
             res["assumptions"] = list(res["assumptions"]) + allowed_notes

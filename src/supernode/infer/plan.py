@@ -60,6 +60,11 @@ class PlanGrid:
     def row(self, i: int) -> dict:
         return {f.name: int(getattr(self, f.name)[i]) for f in fields(self)}
 
+    def with_batch(self, batch) -> "PlanGrid":
+        """The same plans at ``batch`` (one value, or one per plan)."""
+        return PlanGrid(**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "batch"},
+                        batch=np.broadcast_to(np.asarray(batch, np.int64), (len(self),)))
+
 
 def _pow2_upto(n: int) -> list[int]:
     out, v = [], 1
@@ -75,15 +80,16 @@ def _divisors(n: int) -> list[int]:
 
 def candidate_plans(arch: ServingArch, chips: int, scale_up_chips: int, *, tp=None, pp=None, dp=None, ep=None,
                     batch=None, batches: list[int] | None = None, max_instance_chips: int | None = None,
-                    overlap: bool | None = None) -> PlanGrid:
+                    overlap: bool | None = None, max_batch: int | None = None) -> PlanGrid:
     """All plans on at most ``chips`` chips: tp a power of two within the scale-up domain and not
     above the query heads; pp a power of two not above the layers; dp a power of two; ep (MoE) the
     whole stage or a power-of-two share of it; batch from ``batches``. Any argument given fixes
     that degree (checked: one-line UsageError naming the flag). ``batches``: per-rank, per-micro-batch
     sequence counts to try (default powers of two to 1024). ``overlap``: True or False fixes two-micro-batch
     overlap on or off (a fact of the serving stack: SGLang TBO, vLLM DBO; TensorRT-LLM of 2025 has none); None
-    tries both."""
-    _check_fixed(arch, chips, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch)
+    tries both. ``max_batch``: an engine's cap on the instance batch; drawn batches above it are left out (the
+    search adds the largest batch that fits under it, :func:`memory_filled`)."""
+    _check_fixed(arch, chips, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, max_batch=max_batch)
     tps = [tp] if tp else [t for t in _pow2_upto(min(scale_up_chips, arch.heads)) if arch.heads % t == 0]
     pps = [pp] if pp else [p for p in _pow2_upto(min(arch.layers, 16))]
     dps = [dp] if dp else (_pow2_upto(chips) if arch.is_moe else [1])  # dense: DP ranks = replicas
@@ -103,19 +109,44 @@ def candidate_plans(arch: ServingArch, chips: int, scale_up_chips: int, *, tp=No
                 else:
                     eps = [1]
                 for e in eps:
-                    for b in ([batch] if batch else [r * d * p for r in per_rank]):
+                    for b in ([batch] if batch else [r * d * p for r in per_rank
+                                                     if max_batch is None or r * d * p <= max_batch]):
                         for o in ((0, 1) if overlap is None else (int(bool(overlap)),)):
                             rows.append((t, p, d, e, b, o))
+    if not rows and max_batch is not None:
+        raise UsageError(f"--max-batch: {max_batch} is below one sequence per attention-DP rank and pipeline "
+                         "micro-batch of every plan")
     if not rows:
         raise UsageError(f"--chips: no plan of {chips} chips satisfies the fixed degrees")
     a = np.array(rows, dtype=np.int64).T
     return PlanGrid(tp=a[0], pp=a[1], dp=a[2], ep=a[3], batch=a[4], overlap=a[5])
 
 
-def _check_fixed(arch: ServingArch, chips: int, *, tp, pp, dp, ep, batch) -> None:
-    for name, v in (("--tp", tp), ("--pp", pp), ("--attention-dp", dp), ("--ep", ep), ("--batch", batch)):
+def memory_filled(plan: PlanGrid, max_batch, cap: int | None = None) -> PlanGrid:
+    """The distinct plans of ``plan`` (batch aside) at the largest batch that fits (I8): ``max_batch`` per plan
+    (the memory verdict's), at most ``cap`` (an engine's maximum batch), rounded down to whole sequences per rank
+    and micro-batch (a multiple of dp x pp); plans where not even that fits are dropped."""
+    unit = plan.dp * plan.pp
+    b = np.asarray(max_batch, np.int64)
+    if cap is not None:
+        b = np.minimum(b, cap)
+    b = b // unit * unit
+    filled = plan.with_batch(b)
+    keep = b > 0
+    rows = np.stack([getattr(filled, f.name) for f in fields(filled)], axis=1)[keep]
+    if not len(rows):
+        return filled.take(np.zeros(0, np.int64))
+    rows = np.unique(rows, axis=0)
+    return PlanGrid(**{f.name: rows[:, j] for j, f in enumerate(fields(filled))})
+
+
+def _check_fixed(arch: ServingArch, chips: int, *, tp, pp, dp, ep, batch, max_batch=None) -> None:
+    for name, v in (("--tp", tp), ("--pp", pp), ("--attention-dp", dp), ("--ep", ep), ("--batch", batch),
+                    ("--max-batch", max_batch)):
         if v is not None and v <= 0:
             raise UsageError(f"{name}: must be a positive integer, got {v}")
+    if batch is not None and max_batch is not None:
+        raise UsageError("--max-batch: give either --batch (the batch) or --max-batch (a cap on it), not both")
     if tp and arch.heads % tp:
         raise UsageError(f"--tp: {tp} does not divide the {arch.heads} query heads of {arch.id}")
     if pp and pp > arch.layers:

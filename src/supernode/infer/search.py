@@ -20,7 +20,7 @@ from supernode.infer.precision import (check_attention_precision, check_module_f
                                        describe_module_formats, module_formats, resolve_module_precision)
 from supernode.infer.precision import recipes as precision_recipes
 from supernode.infer.serving import (SLO, Evaluation, Options, Workload, evaluate_colocated, evaluate_decode,
-                                     evaluate_prefill, grid)
+                                     evaluate_prefill, grid, with_memory_filled)
 
 
 class ServingAssumptions(BaseModel):
@@ -109,7 +109,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            weight_offload=None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. ``fixed``: degrees the user fixes (``tp``, ``pp``, ``dp``,
-    ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap). ``expert_balance``: the expert-load balancer of the
+    ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap; ``max_batch``: a cap on the batch, as a
+    serving engine's maximum batch). Unless the batch is fixed, each plan is tried at power-of-two batches per rank
+    and at the largest batch that fits in memory (at most ``max_batch``). ``expert_balance``: the expert-load balancer of the
     deployment, ``eplb`` (default: EPLB with redundant experts, as large-EP deployments run), ``none`` or
     ``ideal`` (simulated balanced routing); I17. ``serving_stack``: None / ``overlapped`` (default: host
     scheduling hidden behind the GPU) or a stack in ``data/inference/small-batch-costs.yaml`` whose host
@@ -182,10 +184,18 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                            + ": one block + projection 2D -> D + the shared LM head, one token per sequence")
 
     plans = grid(arch, cluster, opts)
-    host_s = _host_s(serving_stack, cluster, plans)
-    colo = evaluate_colocated(arch, cluster, plans, workload, slo, opts, usable, host_overhead_s=host_s)
-    evaluated = len(plans)
-    used = (cluster.chips // plans.chips_per_instance) * plans.chips_per_instance
+
+    def colocated(pl):
+        return evaluate_colocated(arch, cluster, pl, workload, slo, opts, usable,
+                                  host_overhead_s=_host_s(serving_stack, cluster, pl))
+
+    def decode(pl):
+        return evaluate_decode(arch, cluster, pl, workload, slo, opts, usable,
+                               host_overhead_s=_host_s(serving_stack, cluster, pl))
+
+    colo = _filled(colocated, plans, opts)
+    evaluated = len(colo.plan)
+    used = (cluster.chips // colo.plan.chips_per_instance) * colo.plan.chips_per_instance
     best = _pick(colo, colo.decode_tokens_per_s_per_chip * used)  # best per system, then per chip
     if best is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
         best = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
@@ -212,8 +222,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                          batches=[b for b in PREFILL_PROMPTS_PER_RANK
                                   if b * workload.input_tokens <= MAX_PREFILL_TOKENS_PER_RANK] or [1])
         pre = evaluate_prefill(arch, cluster, pre_plans, workload, slo, opts, usable)
-        dec = evaluate_decode(arch, cluster, plans, workload, slo, opts, usable, host_overhead_s=host_s)
-        evaluated += len(pre_plans) + len(plans)
+        dec = _filled(decode, plans, opts)
+        evaluated += len(pre_plans) + len(dec.plan)
         result["disaggregated"] = _disaggregate(pre, dec, cluster, workload, rec)
     result["configurations_evaluated"] = evaluated
     result["assumptions"] = assumptions
@@ -292,6 +302,15 @@ def _disaggregate(pre: Evaluation, dec: Evaluation, cluster: ClusterSpec, wl: Wo
     }
     out.update(_money(cluster, rec, out["output_tokens_per_s_per_chip"]))
     return out
+
+
+def _filled(evaluate, plans, opts: Options) -> Evaluation:
+    """``evaluate(plans)``, and unless the batch is fixed, every plan also at the largest batch that fits under the
+    engine's cap ``max_batch`` if one is given (:func:`supernode.infer.serving.with_memory_filled`)."""
+    ev = evaluate(plans)
+    if "batch" in opts.fixed:
+        return ev
+    return with_memory_filled(evaluate, plans, ev, opts.fixed.get("max_batch"))
 
 
 def _host_s(serving_stack: str | None, cluster: ClusterSpec, plans) -> np.ndarray:

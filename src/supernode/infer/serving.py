@@ -29,7 +29,7 @@ of (I / P) : (O / G); on a finite system the integer instance counts are searche
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from supernode.hardware import ClusterSpec
 from supernode.infer import balance, glue, offload, scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
-from supernode.infer.plan import PlanGrid, candidate_plans
+from supernode.infer.plan import PlanGrid, candidate_plans, memory_filled
 from supernode.infer.precision import (check_module_precision, kv_bytes, module_formats, module_weight_bytes,
                                        weight_bytes)
 from supernode.infer.step import StageBreakdown, draft_pass_time, stage_time
@@ -329,4 +329,55 @@ def grid(arch: ServingArch, cluster: ClusterSpec, opts: Options, batches=None, m
     f = opts.fixed
     return candidate_plans(arch, cluster.chips, cluster.scale_up.domain_chips, tp=f.get("tp"), pp=f.get("pp"),
                            dp=f.get("dp"), ep=f.get("ep"), batch=f.get("batch"), batches=batches,
-                           max_instance_chips=max_instance_chips, overlap=f.get("overlap"))
+                           max_instance_chips=max_instance_chips, overlap=f.get("overlap"),
+                           max_batch=f.get("max_batch"))
+
+
+def _concat(a, b, na: int, nb: int):
+    """Two per-plan values (arrays, scalars broadcast over their plans, dataclasses of them, None) end to end."""
+    if a is None and b is None:
+        return None
+    if is_dataclass(a) and not isinstance(a, type):
+        return type(a)(**{f.name: _concat(getattr(a, f.name), getattr(b, f.name), na, nb) for f in fields(a)
+                          if f.init})
+    if np.isscalar(a) and np.isscalar(b) and a == b:  # constants of the chip (usable, capacity bytes)
+        return a
+    if a is None or b is None:
+        raise ValueError("cannot join evaluations whose optional terms differ")
+    return np.concatenate([np.broadcast_to(np.asarray(a), (na,)), np.broadcast_to(np.asarray(b), (nb,))])
+
+
+def join(a: Evaluation, b: Evaluation) -> Evaluation:
+    """The evaluations of two plan grids as one (the plans of ``a``, then those of ``b``)."""
+    return _concat(a, b, len(a.plan), len(b.plan))
+
+
+def with_memory_filled(evaluate, plan: PlanGrid, first: Evaluation, cap: int | None = None) -> Evaluation:
+    """``first`` (= ``evaluate(plan)``) joined with every plan evaluated at the largest batch that fits (I8),
+    at most ``cap``: the power-of-two batches of the grid miss the memory-limited batch at which a throughput
+    run operates (a serving engine admits sequences until its KV cache or its maximum batch is full). The
+    memory verdict's largest batch is taken at each plan's own forward size; where the filled batch's larger
+    forward no longer fits, it is re-taken once at that size."""
+    filled = memory_filled(plan, first.memory.max_batch, cap)
+    if not len(filled):
+        return first
+    ev = evaluate(filled)
+    short = ~ev.memory.fits
+    if short.any():
+        again = memory_filled(filled.take(np.flatnonzero(short)), ev.memory.max_batch[short], cap)
+        ev = _take(ev, np.flatnonzero(~short))
+        if len(again):
+            ev = join(ev, evaluate(again))
+    return join(first, ev) if len(ev.plan) else first
+
+
+def _take(ev: Evaluation, idx) -> Evaluation:
+    n = len(ev.plan)
+
+    def pick(v):
+        if v is None or np.isscalar(v):
+            return v
+        if is_dataclass(v) and not isinstance(v, type):
+            return type(v)(**{f.name: pick(getattr(v, f.name)) for f in fields(v) if f.init})
+        return np.broadcast_to(np.asarray(v), (n,))[idx]
+    return pick(ev)

@@ -83,7 +83,9 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
                              **bal, **mods, **fusion)
         return r["prefill_tokens_per_s_per_chip"]
     if kind == "offline":
-        fixed = {k: x[k] for k in ("tp", "pp", "dp", "ep", "batch") if k in x}
+        # batch: the run's sequences in flight; max_batch: the engine's cap on them (the run holds as many as fit
+        # under it); neither: as many as fit (the search's memory-filled batch)
+        fixed = {k: x[k] for k in ("tp", "pp", "dp", "ep", "batch", "max_batch") if k in x}
         if "micro_batch_overlap" in x:  # a fact of the serving stack (absent: the faster of with and without)
             fixed["overlap"] = bool(x["micro_batch_overlap"])
         r = search(catalog, x["model"], x["system"], x.get("chips"),
