@@ -136,7 +136,8 @@ def memory_filled(plan: PlanGrid, max_batch, cap: int | None = None) -> PlanGrid
     rows = np.stack([getattr(filled, f.name) for f in fields(filled)], axis=1)[keep]
     if not len(rows):
         return filled.take(np.zeros(0, np.int64))
-    rows = np.unique(rows, axis=0)
+    rows = rows[np.lexsort(rows.T[::-1])]  # distinct rows (np.unique(axis=0) sorts a void view, ~10x slower)
+    rows = rows[np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)]]
     return PlanGrid(**{f.name: rows[:, j] for j, f in enumerate(fields(filled))})
 
 
