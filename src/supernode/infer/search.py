@@ -217,7 +217,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     }
     if disaggregated:
         pre_plans = grid(arch, cluster, Options(prec, kv_precision, 0, 1.0, {k: v for k, v in opts.fixed.items()
-                                                                            if k != "batch"},
+                                                                            if k not in ("batch", "max_batch")},
                                                 module_precision=modules, glue_fusion=glue_fusion),
                          batches=[b for b in PREFILL_PROMPTS_PER_RANK
                                   if b * workload.input_tokens <= MAX_PREFILL_TOKENS_PER_RANK] or [1])
