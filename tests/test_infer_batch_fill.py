@@ -67,3 +67,33 @@ def test_memory_filled_rounds_down_to_whole_sequences_per_rank(rows, cap):
         if lim >= d * p:
             assert np.any((out.tp == t) & (out.pp == p) & (out.dp == d) & (out.batch == lim // (d * p) * d * p))
     assert len({tuple(r) for r in np.stack([out.tp, out.pp, out.dp, out.batch], 1)}) == len(out)
+
+
+def test_joined_evaluations_equal_one_evaluation_of_both_grids():
+    """``join`` of two grids' evaluations is the evaluation of the grids end to end, term by term."""
+    from dataclasses import fields as dc_fields
+
+    from supernode.hardware import resolve_cluster
+    from supernode.infer import serving_arch
+    from supernode.infer.serving import SLO, Options, evaluate_colocated, grid, join
+
+    arch, cluster = serving_arch(CAT, "deepseek-r1"), resolve_cluster(CAT, "h200", 16)
+    opts = Options("fp8", "fp8")
+    plans = grid(arch, cluster, opts)
+    half = len(plans) // 2
+    a, b = plans.take(np.arange(half)), plans.take(np.arange(half, len(plans)))
+
+    def ev(pl):
+        return evaluate_colocated(arch, cluster, pl, WL, SLO(None, 0.05), opts, 0.9)
+
+    whole, joined = ev(plans), join(ev(a), ev(b))
+
+    def same(x, y):
+        if hasattr(x, "__dataclass_fields__"):
+            for f in dc_fields(x):
+                same(getattr(x, f.name), getattr(y, f.name))
+        elif x is None or np.isscalar(x):
+            assert x == y
+        else:
+            np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float), rtol=1e-12)
+    same(whole, joined)
