@@ -333,23 +333,24 @@ def grid(arch: ServingArch, cluster: ClusterSpec, opts: Options, batches=None, m
                            max_batch=f.get("max_batch"))
 
 
-def _concat(a, b, na: int, nb: int):
-    """Two per-plan values (arrays, scalars broadcast over their plans, dataclasses of them, None) end to end."""
-    if a is None and b is None:
-        return None
-    if is_dataclass(a) and not isinstance(a, type):
-        return type(a)(**{f.name: _concat(getattr(a, f.name), getattr(b, f.name), na, nb) for f in fields(a)
+def _per_plan(fn, values, sizes):
+    """``fn`` over per-plan values of one or more evaluations (arrays, scalars broadcast over their plans,
+    dataclasses of them, None): each array leaf gets the list of the evaluations' arrays, broadcast to their plan
+    counts ``sizes``; constants shared by all (None, the chip's usable and capacity bytes) pass through."""
+    v = values[0]
+    if is_dataclass(v) and not isinstance(v, type):
+        return type(v)(**{f.name: _per_plan(fn, [getattr(x, f.name) for x in values], sizes) for f in fields(v)
                           if f.init})
-    if np.isscalar(a) and np.isscalar(b) and a == b:  # constants of the chip (usable, capacity bytes)
-        return a
-    if a is None or b is None:
+    if all(x is None for x in values) or (all(np.isscalar(x) for x in values) and all(x == v for x in values)):
+        return v
+    if any(x is None for x in values):
         raise ValueError("cannot join evaluations whose optional terms differ")
-    return np.concatenate([np.broadcast_to(np.asarray(a), (na,)), np.broadcast_to(np.asarray(b), (nb,))])
+    return fn([np.broadcast_to(np.asarray(x), (n,)) for x, n in zip(values, sizes)])
 
 
 def join(a: Evaluation, b: Evaluation) -> Evaluation:
     """The evaluations of two plan grids as one (the plans of ``a``, then those of ``b``)."""
-    return _concat(a, b, len(a.plan), len(b.plan))
+    return _per_plan(np.concatenate, [a, b], [len(a.plan), len(b.plan)])
 
 
 def with_memory_filled(evaluate, plan: PlanGrid, first: Evaluation, cap: int | None = None) -> Evaluation:
@@ -372,12 +373,4 @@ def with_memory_filled(evaluate, plan: PlanGrid, first: Evaluation, cap: int | N
 
 
 def _take(ev: Evaluation, idx) -> Evaluation:
-    n = len(ev.plan)
-
-    def pick(v):
-        if v is None or np.isscalar(v):
-            return v
-        if is_dataclass(v) and not isinstance(v, type):
-            return type(v)(**{f.name: pick(getattr(v, f.name)) for f in fields(v) if f.init})
-        return np.broadcast_to(np.asarray(v), (n,))[idx]
-    return pick(ev)
+    return _per_plan(lambda arrays: arrays[0][idx], [ev], [len(ev.plan)])
