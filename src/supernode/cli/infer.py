@@ -85,6 +85,13 @@ def _print(res: dict) -> None:
                   units.fmt(max(d['prefill']['memory_bytes_per_chip'], d['decode']['memory_bytes_per_chip']),
                             units.BYTES), "met" if d["meets_slo"] else "MISSED")
     con.print(t)
+    f = c.get("finite_run")
+    if f:
+        con.print(f"finite run (co-located, I28): {f['requests']:,} requests over {f['instances']} instance(s) of "
+                  f"{f['slots_per_instance']:,} slots take {_fmt_s(f['duration_s'])} (prefill {_fmt_s(f['prefill_s'])}, "
+                  f"full batch {_fmt_s(f['steady_s'])}, drain {_fmt_s(f['drain_s'])} over "
+                  f"{f['drain_iterations']:,} iterations): {f['decode_tokens_per_s']:,.0f} output tokens/s, "
+                  f"{f['ratio_to_steady']:.0%} of the steady rate")
     mem = c["memory"]
     con.print(f"memory verdict (co-located, per chip): weights {units.fmt(mem['weights_bytes'], units.BYTES)} + KV "
               f"{units.fmt(mem['kv_cache_bytes'], units.BYTES)} + activations "
@@ -164,6 +171,9 @@ def register(app: typer.Typer) -> None:
                                                      "in every G layers live in host memory and are copied back "
                                                      "over the host link while the resident layers run (I26; "
                                                      "SGLang --offload-group-size G --offload-num-in-group N)."),
+        requests: Optional[int] = typer.Option(None, "--requests", help="Also time a finite offline run of this "
+                                               "many requests issued at once on the co-located plan, to its last "
+                                               "token (I28: the drain as the batch thins out counts)."),
         disaggregated: bool = typer.Option(False, "--disaggregated", help="Also search prefill/decode disaggregation."),
         tp: Optional[int] = typer.Option(None, "--tp", help="Fix the tensor-parallel degree."),
         pp: Optional[int] = typer.Option(None, "--pp", help="Fix the pipeline-parallel degree."),
@@ -193,12 +203,14 @@ def register(app: typer.Typer) -> None:
         if lengths is not None:
             if input_tokens is not None or output_tokens is not None:
                 raise UsageError("--lengths: give either a length distribution or --input/--output, not both")
-            from supernode.infer.lengths import read_lengths
+            from supernode.infer.lengths import read_length_samples
 
-            wl = read_lengths(lengths)
+            samples = read_length_samples(lengths)
+            wl = Workload.from_samples(samples.inputs, samples.outputs, samples.weights)
         else:
             wl = Workload(2048.0 if input_tokens is None else input_tokens,
                           256.0 if output_tokens is None else output_tokens)
+            samples = None
         cat = get_catalog()
         allowed_notes = require_allowed(cat, on, allowed_for, date)
         res = search(cat, model, on, chips, workload=wl,
@@ -210,7 +222,8 @@ def register(app: typer.Typer) -> None:
                      admission=admission, prefill_dispatch=prefill_dispatch, weight_offload=weight_offload,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
                                                   max_batch=max_batch, overlap=micro_batch_overlap).items()
-                            if v is not None}, disaggregated=disaggregated)
+                            if v is not None}, disaggregated=disaggregated, requests=requests,
+                     length_samples=samples)
         if allowed_notes:
             res["assumptions"] = list(res["assumptions"]) + allowed_notes
         if as_json:

@@ -66,10 +66,14 @@ def _rows(path: Path, label: str):
             yield f"{label}: row {n}", row
 
 
-def read_lengths(path: str | Path, ttft_quantile: float = 0.9, output_mean_tokens: float | None = None) -> Workload:
-    """The request-length distribution in ``path`` as a :class:`Workload` (means and I27's effective lengths).
-    ``output_mean_tokens``: scale the output lengths to this mean, keeping their shape (a run whose generated
-    lengths differ from the file's reference outputs, with its own mean measured)."""
+def read_length_samples(path: str | Path, output_mean_tokens: float | None = None,
+                        max_output_tokens: float | None = None):
+    """The per-request lengths in ``path`` as :class:`supernode.infer.finite_run.LengthSamples`.
+    ``max_output_tokens``: the engine's output limit; longer outputs stop there. ``output_mean_tokens``: scale the
+    output lengths to this mean, keeping their shape (a run whose generated lengths differ from the file's reference
+    outputs, with its own mean measured); with a limit, the scale s solves mean(min(s O, limit)) = the mean."""
+    from supernode.infer.finite_run import LengthSamples
+
     p = Path(path)
     label = f"--lengths: {p}"
     if not p.exists():
@@ -93,10 +97,45 @@ def read_lengths(path: str | Path, ttft_quantile: float = 0.9, output_mean_token
         raise UsageError(f"{label}: not a UTF-8 text file (expected CSV or JSON Lines)") from None
     if not inputs:
         raise UsageError(f"{label}: no requests (expected rows with input and output token counts)")
-    if sum(weights) <= 0:
+    w = np.asarray(weights, float)
+    if w.sum() <= 0:
         raise UsageError(f"{label}: column weight: the weights sum to zero")
+    o = np.asarray(outputs, float)
+    if max_output_tokens is not None:
+        if not 1 <= max_output_tokens < float("inf"):
+            raise UsageError(f"{label}: output limit must be a positive token count, got {max_output_tokens}")
+        o = np.minimum(o, max_output_tokens)
     if output_mean_tokens is not None:
         if not 0 < output_mean_tokens < float("inf"):
             raise UsageError(f"{label}: output mean must be a positive token count, got {output_mean_tokens}")
-        outputs = np.asarray(outputs) * (output_mean_tokens / np.average(outputs, weights=weights))
-    return Workload.from_samples(inputs, outputs, weights, ttft_quantile=ttft_quantile)
+        o = o * (output_mean_tokens / np.average(o, weights=w))
+        if max_output_tokens is not None:
+            o = _rescaled_under_limit(o, w, output_mean_tokens, max_output_tokens, label)
+    return LengthSamples(np.asarray(inputs, float), o, w)
+
+
+def _rescaled_under_limit(o, w, mean: float, limit: float, label: str):
+    """min(s o, limit) with s such that its weighted mean is ``mean`` (bisection: the mean rises with s)."""
+    if mean >= limit:
+        raise UsageError(f"{label}: output mean {mean:g} is not below the output limit {limit:g}")
+
+    def m(s):
+        return float(np.average(np.minimum(s * o, limit), weights=w))
+
+    lo, hi = 1.0, 2.0
+    while m(hi) < mean:
+        lo, hi = hi, hi * 2.0
+    if m(lo) > mean:
+        lo = 0.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if m(mid) < mean else (lo, mid)
+    return np.minimum(hi * o, limit)
+
+
+def read_lengths(path: str | Path, ttft_quantile: float = 0.9, output_mean_tokens: float | None = None,
+                 max_output_tokens: float | None = None) -> Workload:
+    """The request-length distribution in ``path`` as a :class:`Workload` (means and I27's effective lengths);
+    ``output_mean_tokens`` and ``max_output_tokens`` as in :func:`read_length_samples`."""
+    s = read_length_samples(path, output_mean_tokens, max_output_tokens)
+    return Workload.from_samples(s.inputs, s.outputs, s.weights, ttft_quantile=ttft_quantile)

@@ -35,7 +35,8 @@ kept at the mean load c (L = H = c: the even-spread I9 figure, an upper bound fo
 than inventing a smaller batch.
 
 Expert-load imbalance over the EP ranks (I17) enters through ``stage_time``'s ``expert_balance``:
-T(b + H; K̄)'s routed experts see f times the group mean. Not modelled: the ramp-up and drain of a finite run.
+T(b + H; K̄)'s routed experts see f times the group mean. This is the steady state; a finite run's ramp and drain
+are timed on top of it by I28 (:mod:`supernode.infer.finite_run`).
 Schedulers that make the ranks wait for each other's prompts (TensorRT-LLM's ADP balance strategy,
 ``timeout_iters``) move the mixture toward aligned admission.
 """

@@ -14,7 +14,7 @@ from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Quantity
 from supernode.errors import CatalogError, UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
-from supernode.infer import balance, fixed_costs, glue, kernels, offload
+from supernode.infer import balance, finite_run, fixed_costs, glue, kernels, offload
 from supernode.infer.arch import ServingArch, serving_arch
 from supernode.infer.precision import (check_attention_precision, check_module_formats_on_chip, default_precision,
                                        describe_module_formats, module_formats, resolve_module_precision)
@@ -106,7 +106,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
            moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup",
-           weight_offload=None) -> dict:
+           weight_offload=None, requests: int | None = None,
+           length_samples: finite_run.LengthSamples | None = None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. ``fixed``: degrees the user fixes (``tp``, ``pp``, ``dp``,
     ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap; ``max_batch``: a cap on the batch, as a
@@ -125,8 +126,14 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     offline run started all at once; I15). ``prefill_dispatch``: the MoE dispatch/combine kernels of prefill
     forwards, ``dedup`` (default: once per remote scale-up domain, DeepEP normal mode) or ``all-to-all`` (I24).
     ``weight_offload``: (G, N) or "G/N", N of every G layers' routed experts in host memory, prefetched over the
-    host link (I26); None: every weight on the chip. Returns a JSON-ready dict (SI units)."""
+    host link (I26); None: every weight on the chip. ``requests``: also time a finite offline run of this many
+    requests issued at once on the co-located plan, drain included (I28; ``colocated.finite_run``), with lengths
+    drawn from ``length_samples`` (default: every request at the workload's means). Returns a JSON-ready dict (SI
+    units)."""
     _check_sources(catalog)
+    if requests is not None and (isinstance(requests, bool) or not isinstance(requests, (int, np.integer))
+                                 or requests < 1):
+        raise UsageError(f"--requests: expected a positive whole number of requests, got {requests!r}")
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
     prec = precision or default_precision(cluster.chip)
@@ -215,6 +222,14 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "colocated": _system_view(best, cluster, workload, rec),
     }
+    if requests is not None:
+        result["colocated"]["finite_run"] = _finite_run(
+            best, arch, cluster, workload, opts, usable, serving_stack, int(requests),
+            length_samples or finite_run.LengthSamples.fixed(workload.input_tokens, workload.output_tokens))
+        assumptions.append(f"finite run (I28): {int(requests):,} requests issued at once, dealt round-robin to the "
+                           "co-located instances and admitted in a seeded shuffled order into the first free slot; "
+                           "timed to the last token, so the drain (the batch thinning out once the queue is empty) "
+                           "counts; the remaining sequences spread evenly over the attention ranks")
     if disaggregated:
         pre_plans = grid(arch, cluster, Options(prec, kv_precision, 0, 1.0, {k: v for k, v in opts.fixed.items()
                                                                             if k not in ("batch", "max_batch")},
@@ -302,6 +317,27 @@ def _disaggregate(pre: Evaluation, dec: Evaluation, cluster: ClusterSpec, wl: Wo
     }
     out.update(_money(cluster, rec, out["output_tokens_per_s_per_chip"]))
     return out
+
+
+def _finite_run(best: Choice, arch, cluster: ClusterSpec, wl: Workload, opts: Options, usable: float,
+                serving_stack: str | None, requests: int, samples: finite_run.LengthSamples) -> dict:
+    """I28 on the chosen co-located plan: its steady iteration and its decode-only step at fewer sequences."""
+    one = best.ev.plan.take([best.i])
+    ranks = int(one.dp[0] * one.pp[0])
+    a = opts.acceptance_length
+
+    def decode_step_s(per_rank: np.ndarray, context: float) -> np.ndarray:
+        plans = one.take(np.zeros(len(per_rank), np.int64)).with_batch(np.round(per_rank).astype(np.int64) * ranks)
+        ev = evaluate_decode(arch, cluster, plans, wl, SLO(), opts, usable, context_tokens=context,
+                             host_overhead_s=_host_s(serving_stack, cluster, plans))
+        return ev.tpot_s * a
+
+    n = int(one.chips_per_instance[0])
+    inst = cluster.chips // n
+    return finite_run.estimate(requests=requests, samples=samples, instances=inst, slots=int(one.batch[0]),
+                               ranks=ranks, acceptance=a, iteration_s=float(best.ev.tpot_s[best.i]) * a,
+                               steady_context_tokens=wl.decode_context_tokens, mean_output_tokens=wl.output_tokens,
+                               decode_step_s=decode_step_s, chips=inst * n)
 
 
 def _filled(evaluate, plans, opts: Options) -> Evaluation:

@@ -36,17 +36,28 @@ def case_files(root: Path) -> list[Path]:
     return sorted(Path(root).glob("infer-*.yaml"))
 
 
+def _samples(x: dict, base: Path | None):
+    """The case's request lengths (:class:`LengthSamples`): ``input_tokens`` / ``output_tokens``, or ``lengths:`` a
+    length file (I27) relative to the case file's folder, whose outputs stop at ``max_output_tokens`` (the engine's
+    output limit) and are rescaled to ``lengths_output_mean_tokens`` (the run's own measured mean)."""
+    from supernode.infer.finite_run import LengthSamples
+    from supernode.infer.lengths import read_length_samples
+
+    if "lengths" not in x:
+        return LengthSamples.fixed(x["input_tokens"], x["output_tokens"])
+    path = Path(x["lengths"])
+    return read_length_samples(path if path.is_absolute() or base is None else base / path,
+                               output_mean_tokens=x.get("lengths_output_mean_tokens"),
+                               max_output_tokens=x.get("max_output_tokens"))
+
+
 def _workload(x: dict, base: Path | None):
-    """The case's request lengths: ``input_tokens`` / ``output_tokens``, or ``lengths:`` a length file (I27) relative
-    to the case file's folder, whose outputs ``lengths_output_mean_tokens`` (the run's own measured mean) rescales."""
-    from supernode.infer.lengths import read_lengths
     from supernode.infer.serving import Workload
 
     if "lengths" not in x:
         return Workload(x["input_tokens"], x["output_tokens"])
-    path = Path(x["lengths"])
-    return read_lengths(path if path.is_absolute() or base is None else base / path,
-                        output_mean_tokens=x.get("lengths_output_mean_tokens"))
+    s = _samples(x, base)
+    return Workload.from_samples(s.inputs, s.outputs, s.weights)
 
 
 def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
@@ -88,13 +99,18 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
         fixed = {k: x[k] for k in ("tp", "pp", "dp", "ep", "batch", "max_batch") if k in x}
         if "micro_batch_overlap" in x:  # a fact of the serving stack (absent: the faster of with and without)
             fixed["overlap"] = bool(x["micro_batch_overlap"])
+        # requests: the run's request count (MLPerf's samples_per_query): a finite run timed to its last token, drain
+        # included (I28); absent = the steady state
+        finite = {"requests": int(x["requests"]), "length_samples": _samples(x, base)} if "requests" in x else {}
         r = search(catalog, x["model"], x["system"], x.get("chips"),
-                   workload=_workload(x, base), precision=x["precision"],
+                   workload=_workload(x, base), precision=x["precision"], **finite,
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
                    admission=x.get("admission", "independent"),  # a fact of the run (I15)
                    **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}))
+        if finite:
+            return r["colocated"]["finite_run"]["decode_tokens_per_s"]
         return r["colocated"]["decode_tokens_per_s"]
     raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
 

@@ -1,0 +1,143 @@
+"""A finite offline run (I28): list scheduling of N requests into S slots, the drain, and the run's rate."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supernode.catalog import load_catalog
+from supernode.cli import main
+from supernode.errors import UsageError
+from supernode.infer import Workload, search
+from supernode.infer.finite_run import LengthSamples, drain, estimate, request_order, schedule
+from supernode.infer.lengths import read_length_samples
+
+CAT = load_catalog()
+
+
+def test_schedule_and_drain_by_hand():
+    """Two slots, outputs 4, 1, 1 in that order: the first two start at 0, the third takes the slot freed at 1.
+    After the last admission (k = 1) the tail holds 2, 1, 1 sequences, with mean contexts (11 + 30)/2, 12, 13
+    (prompts 10, 20, 30; a sequence's context is its prompt plus the tokens it has generated)."""
+    starts, ends = schedule(np.array([4, 1, 1]), 2)
+    assert starts.tolist() == [0, 0, 1] and ends.tolist() == [4, 1, 2]
+    d = drain(np.array([10.0, 20.0, 30.0]), np.array([4.0, 1.0, 1.0]), 2)
+    assert (d.last_admission, d.end) == (1, 4)
+    assert d.active.tolist() == [2, 1, 1]
+    assert d.context.tolist() == pytest.approx([20.5, 12.0, 13.0])
+
+
+def test_request_order_cycles_the_sample_set_and_follows_weights():
+    s = LengthSamples(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 30.0]), np.ones(3))
+    i, o = request_order(s, 12)
+    assert sorted(i.tolist()) == [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    assert (o == 10 * i).all()  # rows stay paired
+    w = LengthSamples(np.array([1.0, 2.0]), np.array([5.0, 6.0]), np.array([3.0, 1.0]))
+    i, _ = request_order(w, 8)
+    assert (i == 1.0).sum() == 6 and (i == 2.0).sum() == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 50), min_size=1, max_size=80), st.integers(1, 12))
+def test_list_scheduling_keeps_every_slot_busy_until_the_queue_empties(lengths, slots):
+    """At most ``slots`` in flight at any iteration; before the last admission every slot is busy; every request's
+    iterations are served once (sum over iterations of sequences in flight = sum of lengths)."""
+    its = np.array(lengths)
+    starts, ends = schedule(its, slots)
+    K = int(ends.max())
+    inflight = np.zeros(K + 1, int)
+    np.add.at(inflight, starts, 1)
+    np.add.at(inflight, ends, -1)
+    inflight = np.cumsum(inflight)[:K]
+    assert inflight.max() <= slots
+    ke = int(starts.max())
+    assert (inflight[:ke] == min(slots, len(its))).all()
+    assert inflight.sum() == its.sum()
+    d = drain(np.ones(len(its)), its.astype(float), slots)
+    assert d.active.sum() == inflight[ke:].sum() and (d.last_admission, d.end) == (ke, K)
+
+
+def _const(step_s):
+    return lambda per_rank, ctx: np.full(len(per_rank), step_s)
+
+
+def test_whole_waves_of_equal_requests_run_at_the_steady_rate():
+    """Equal lengths and N = 5 S: five full waves, no thinning tail; with no prefill share (iteration = decode
+    step) the run's rate is the steady rate exactly."""
+    s = LengthSamples.fixed(100, 40)
+    r = estimate(requests=5 * 64, samples=s, instances=1, slots=64, ranks=1, acceptance=1.0, iteration_s=0.02,
+                 steady_context_tokens=120, mean_output_tokens=40, decode_step_s=_const(0.02), chips=1)
+    assert r["duration_s"] == pytest.approx(5 * 40 * 0.02)
+    assert r["ratio_to_steady"] == pytest.approx(1.0)
+
+
+def test_prompt_share_is_charged_once_per_request():
+    """Iteration 30 ms of which the decode step is 20 ms: at 64 slots and 40 outputs each, 64/40 prompts enter
+    per iteration, so a prompt costs 10 ms x 40/64 = 6.25 ms; N = 320 prompts add 2.0 s to 4.0 s of decoding."""
+    s = LengthSamples.fixed(100, 40)
+    r = estimate(requests=320, samples=s, instances=1, slots=64, ranks=1, acceptance=1.0, iteration_s=0.03,
+                 steady_context_tokens=120, mean_output_tokens=40, decode_step_s=_const(0.02), chips=1)
+    assert r["prefill_s"] == pytest.approx(2.0)
+    assert r["duration_s"] == pytest.approx(6.0)
+
+
+def test_a_long_tail_drains_slowly():
+    """One request in 100 is 50x longer: the last long ones decode nearly alone. With a step of 10 ms + 1 ms per
+    sequence the run's rate falls well below the steady rate; the tail time is the hand sum over its iterations."""
+    out = np.array([10.0] * 99 + [500.0])
+    s = LengthSamples(np.full(100, 50.0), out, np.ones(100))
+
+    def step(per_rank, ctx):
+        return 0.010 + 0.001 * np.asarray(per_rank, float)
+
+    r = estimate(requests=1000, samples=s, instances=1, slots=50, ranks=1, acceptance=1.0,
+                 iteration_s=0.060, steady_context_tokens=60.0, mean_output_tokens=float(out.mean()),
+                 decode_step_s=step, chips=1)
+    i, o = request_order(s, 1000)
+    d = drain(i, o, 50)
+    assert r["drain_s"] == pytest.approx(float((0.010 + 0.001 * d.active).sum()))
+    assert r["steady_s"] == pytest.approx(d.last_admission * 0.060)
+    assert r["ratio_to_steady"] < 0.85
+
+
+def test_search_reports_the_finite_run_and_its_drain():
+    """Llama 3.1 70B on 8 H200: 100 requests (fewer than the slots) are all in flight at once and the run is all
+    prefill and drain; 100 x the slots runs close to the steady rate."""
+    wl = Workload(1024, 256)
+    few = search(CAT, "llama-3.1-70b", "h200", 8, workload=wl, precision="fp8", kv_precision="fp8",
+                 disaggregated=False, requests=100)["colocated"]["finite_run"]
+    assert few["steady_s"] == 0 and few["drain_iterations"] == 256
+    c = search(CAT, "llama-3.1-70b", "h200", 8, workload=wl, precision="fp8", kv_precision="fp8",
+               disaggregated=False, requests=1)["colocated"]
+    many = search(CAT, "llama-3.1-70b", "h200", 8, workload=wl, precision="fp8", kv_precision="fp8",
+                  disaggregated=False, requests=100 * c["batch"] * c["instances"])["colocated"]["finite_run"]
+    assert 0.95 < many["ratio_to_steady"] <= 1.0 + 1e-4  # the last wave's mean context is I + (O - 1)/2
+    assert few["decode_tokens_per_s"] < many["decode_tokens_per_s"]
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_bad_request_counts_are_refused(bad):
+    with pytest.raises(UsageError, match="--requests"):
+        search(CAT, "llama-3.1-8b", "h100", 8, workload=Workload(512, 128), disaggregated=False, requests=bad)
+
+
+def test_cli_requests(capsys):
+    rc = main(["infer", "llama-3.1-8b", "--on", "h100", "--chips", "8", "--input", "512", "--output", "128",
+               "--requests", "5000", "--json"])
+    f = json.loads(capsys.readouterr().out)["colocated"]["finite_run"]
+    assert rc == 0 and f["requests"] == 5000 and f["output_tokens"] == 5000 * 128
+    assert main(["infer", "llama-3.1-8b", "--on", "h100", "--chips", "8", "--requests", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--requests" in err[0]
+
+
+def test_output_limit_and_rescale_keep_the_measured_mean(tmp_path):
+    p = tmp_path / "l.csv"
+    p.write_text("input,output\n" + "".join(f"10,{o}\n" for o in (100, 200, 300, 5000)))
+    s = read_length_samples(p, output_mean_tokens=800, max_output_tokens=1000)
+    assert s.outputs.max() <= 1000 and s.outputs.mean() == pytest.approx(800)
+    with pytest.raises(UsageError, match="not below the output limit"):
+        read_length_samples(p, output_mean_tokens=1000, max_output_tokens=1000)
+    assert read_length_samples(p, max_output_tokens=250).outputs.tolist() == [100, 200, 250, 250]
