@@ -141,3 +141,17 @@ def test_output_limit_and_rescale_keep_the_measured_mean(tmp_path):
     with pytest.raises(UsageError, match="not below the output limit"):
         read_length_samples(p, output_mean_tokens=1000, max_output_tokens=1000)
     assert read_length_samples(p, max_output_tokens=250).outputs.tolist() == [100, 200, 250, 250]
+
+
+@pytest.mark.parametrize("bad", ["lots", "0", "2.5"])
+def test_a_bad_request_count_in_a_case_names_the_file(tmp_path, capsys, bad):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "validation"
+    src = root / "cases" / "infer-mlperf-v5.1-deepseek-r1-8xb200-offline.yaml"
+    text = src.read_text().replace("requests: 26328", f"requests: {bad}").replace("../lengths/", f"{root}/lengths/")
+    case = tmp_path / "infer-bad.yaml"
+    case.write_text(text)
+    assert main(["validate", "--cases", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(case) in err[0] and "--requests" in err[0]

@@ -101,7 +101,7 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
             fixed["overlap"] = bool(x["micro_batch_overlap"])
         # requests: the run's request count (MLPerf's samples_per_query): a finite run timed to its last token, drain
         # included (I28); absent = the steady state
-        finite = {"requests": int(x["requests"]), "length_samples": _samples(x, base)} if "requests" in x else {}
+        finite = {"requests": x["requests"], "length_samples": _samples(x, base)} if "requests" in x else {}
         r = search(catalog, x["model"], x["system"], x.get("chips"),
                    workload=_workload(x, base), precision=x["precision"], **finite,
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
