@@ -206,7 +206,7 @@ def register(app: typer.Typer) -> None:
             from supernode.infer.lengths import read_length_samples
 
             samples = read_length_samples(lengths)
-            wl = Workload.from_samples(samples.inputs, samples.outputs, samples.weights)
+            wl = samples.workload()
         else:
             wl = Workload(2048.0 if input_tokens is None else input_tokens,
                           256.0 if output_tokens is None else output_tokens)

@@ -46,6 +46,19 @@ class LengthSamples:
     def fixed(cls, input_tokens: float, output_tokens: float) -> "LengthSamples":
         return cls(np.array([float(input_tokens)]), np.array([float(output_tokens)]), np.ones(1))
 
+    def workload(self, ttft_quantile: float = 0.9):
+        """The :class:`supernode.infer.serving.Workload` of this distribution (means and I27's effective lengths)."""
+        from supernode.infer.serving import Workload
+
+        return Workload.from_samples(self.inputs, self.outputs, self.weights, ttft_quantile=ttft_quantile)
+
+
+def check_requests(requests) -> int:
+    """A request count: a positive whole number, else the one-line ``--requests`` error."""
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
+        raise UsageError(f"--requests: expected a positive whole number of requests, got {requests!r}")
+    return int(requests)
+
 
 def request_order(samples: LengthSamples, requests: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """``requests`` (prompt, output) pairs in issue order: each row repeated in proportion to its weight (largest
@@ -106,7 +119,7 @@ def drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float
 
 
 def _drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float) -> Drain:
-    its = np.maximum(np.ceil(np.asarray(outputs, float) / acceptance), 1).astype(np.int64)
+    its = np.maximum(np.ceil(outputs / acceptance), 1).astype(np.int64)
     starts, ends = schedule(its, slots)
     ke, K = int(starts.max()), int(ends.max())
     span = K - ke
@@ -117,7 +130,7 @@ def _drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: floa
     e = ends[live] - ke
     np.add.at(n, s, 1.0)
     np.add.at(n, e, -1.0)
-    v = np.asarray(inputs, float)[live] - acceptance * starts[live]
+    v = inputs[live] - acceptance * starts[live]
     np.add.at(base, s, v)
     np.add.at(base, e, -v)
     n, base = np.cumsum(n)[:span], np.cumsum(base)[:span]
@@ -132,9 +145,8 @@ def estimate(*, requests: int, samples: LengthSamples, instances: int, slots: in
     """The finite run of ``requests`` over ``instances`` engines of ``slots`` sequences each (``ranks`` = d·p
     attention ranks and micro-batches per instance), ``iteration_s`` the steady iteration of the plan (I9) and
     ``decode_step_s(per_rank_batch, context)`` its decode-only iteration. Returns a JSON-ready dict (SI)."""
-    if not isinstance(requests, (int, np.integer)) or isinstance(requests, bool) or requests < 1:
-        raise UsageError(f"--requests: expected a positive whole number of requests, got {requests!r}")
-    inputs, outputs = request_order(samples, int(requests), seed)
+    requests = check_requests(requests)
+    inputs, outputs = request_order(samples, requests, seed)
     per_rank_full = int(np.ceil(slots / ranks))
     grid = sorted({2 ** i for i in range(int(np.log2(max(per_rank_full, 1))) + 1)} | {per_rank_full})
     runs = [drain(inputs[i::instances], outputs[i::instances], slots, acceptance) for i in range(instances)
@@ -159,7 +171,7 @@ def estimate(*, requests: int, samples: LengthSamples, instances: int, slots: in
     tokens = float(outputs.sum())
     steady_rate = instances * slots * acceptance / iteration_s
     return {
-        "requests": int(requests), "instances": instances, "slots_per_instance": int(slots),
+        "requests": requests, "instances": instances, "slots_per_instance": int(slots),
         "output_tokens": tokens, "duration_s": duration,
         "steady_s": steady_s, "prefill_s": prefill_s, "drain_s": drain_s,
         "iterations": r.end, "drain_iterations": r.end - r.last_admission,

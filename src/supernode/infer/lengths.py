@@ -137,5 +137,4 @@ def read_lengths(path: str | Path, ttft_quantile: float = 0.9, output_mean_token
                  max_output_tokens: float | None = None) -> Workload:
     """The request-length distribution in ``path`` as a :class:`Workload` (means and I27's effective lengths);
     ``output_mean_tokens`` and ``max_output_tokens`` as in :func:`read_length_samples`."""
-    s = read_length_samples(path, output_mean_tokens, max_output_tokens)
-    return Workload.from_samples(s.inputs, s.outputs, s.weights, ttft_quantile=ttft_quantile)
+    return read_length_samples(path, output_mean_tokens, max_output_tokens).workload(ttft_quantile)

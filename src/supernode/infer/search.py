@@ -131,9 +131,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     drawn from ``length_samples`` (default: every request at the workload's means). Returns a JSON-ready dict (SI
     units)."""
     _check_sources(catalog)
-    if requests is not None and (isinstance(requests, bool) or not isinstance(requests, (int, np.integer))
-                                 or requests < 1):
-        raise UsageError(f"--requests: expected a positive whole number of requests, got {requests!r}")
+    if requests is not None:
+        requests = finite_run.check_requests(requests)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
     cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
     prec = precision or default_precision(cluster.chip)
@@ -224,9 +223,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     }
     if requests is not None:
         result["colocated"]["finite_run"] = _finite_run(
-            best, arch, cluster, workload, opts, usable, serving_stack, int(requests),
+            best, arch, cluster, workload, opts, usable, serving_stack, requests,
             length_samples or finite_run.LengthSamples.fixed(workload.input_tokens, workload.output_tokens))
-        assumptions.append(f"finite run (I28): {int(requests):,} requests issued at once, dealt round-robin to the "
+        assumptions.append(f"finite run (I28): {requests:,} requests issued at once, dealt round-robin to the "
                            "co-located instances and admitted in a seeded shuffled order into the first free slot; "
                            "timed to the last token, so the drain (the batch thinning out once the queue is empty) "
                            "counts; the remaining sequences spread evenly over the attention ranks")

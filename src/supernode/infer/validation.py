@@ -51,13 +51,13 @@ def _samples(x: dict, base: Path | None):
                                max_output_tokens=x.get("max_output_tokens"))
 
 
-def _workload(x: dict, base: Path | None):
+def _workload(x: dict, samples):
+    """The case's :class:`Workload`: fixed lengths, or the means and effective lengths of ``samples`` (I27)."""
     from supernode.infer.serving import Workload
 
     if "lengths" not in x:
         return Workload(x["input_tokens"], x["output_tokens"])
-    s = _samples(x, base)
-    return Workload.from_samples(s.inputs, s.outputs, s.weights)
+    return samples.workload()
 
 
 def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
@@ -99,11 +99,12 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
         fixed = {k: x[k] for k in ("tp", "pp", "dp", "ep", "batch", "max_batch") if k in x}
         if "micro_batch_overlap" in x:  # a fact of the serving stack (absent: the faster of with and without)
             fixed["overlap"] = bool(x["micro_batch_overlap"])
-        # requests: the run's request count (MLPerf's samples_per_query): a finite run timed to its last token, drain
-        # included (I28); absent = the steady state
-        finite = {"requests": x["requests"], "length_samples": _samples(x, base)} if "requests" in x else {}
+        # requests: the requests the run issued (MLPerf: LoadGen's padded query): a finite run timed to its last
+        # token, drain included (I28); absent = the steady state
+        samples = _samples(x, base)
+        finite = {"requests": x["requests"], "length_samples": samples} if "requests" in x else {}
         r = search(catalog, x["model"], x["system"], x.get("chips"),
-                   workload=_workload(x, base), precision=x["precision"], **finite,
+                   workload=_workload(x, samples), precision=x["precision"], **finite,
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
