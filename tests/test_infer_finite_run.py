@@ -11,7 +11,8 @@ from supernode.catalog import load_catalog
 from supernode.cli import main
 from supernode.errors import UsageError
 from supernode.infer import Workload, search
-from supernode.infer.finite_run import LengthSamples, drain, estimate, request_order, schedule
+from supernode.infer.finite_run import (LengthSamples, drain, estimate, prompt_tokens_per_iteration,
+                                        ready_iterations, request_order, schedule)
 from supernode.infer.lengths import read_length_samples
 
 CAT = load_catalog()
@@ -27,6 +28,55 @@ def test_schedule_and_drain_by_hand():
     assert (d.last_admission, d.end) == (1, 4)
     assert d.active.tolist() == [2, 1, 1]
     assert d.context.tolist() == pytest.approx([20.5, 12.0, 13.0])
+
+
+def test_ramp_by_hand():
+    """Four slots, six requests of 1,000-token prompts and 10 outputs, 1,000 prompt tokens per iteration: the
+    first four enter one per iteration (0, 1, 2, 3), the fifth and sixth take the slots freed at 10 and 11. Before
+    the last admission (k = 11) three iterations run with a slot still empty (1, 2, 3 sequences)."""
+    inputs = np.full(6, 1000.0)
+    ready = ready_iterations(inputs, 4, 1000.0)
+    assert ready.tolist() == [0, 1, 2, 3, 0, 0]  # only the initial fill waits for its prompt's turn
+    starts, ends = schedule(np.full(6, 10), 4, ready)
+    assert starts.tolist() == [0, 1, 2, 3, 10, 11] and ends.tolist() == [10, 11, 12, 13, 20, 21]
+    d = drain(inputs, np.full(6, 10.0), 4, prompt_tokens_per_iteration=1000.0)
+    assert (d.last_admission, d.end) == (11, 21)
+    assert d.ramp_active[:4].tolist() == [1, 2, 3, 4] and (d.ramp_active[3:] == 4).all()
+    assert d.ramp_context[:3].tolist() == pytest.approx([1000.0, 1000.5, 1001.0])
+
+    def step(per_rank, ctx):
+        return 0.010 + 0.001 * np.asarray(per_rank, float)
+
+    r = estimate(requests=6, samples=LengthSamples.fixed(1000, 10), instances=1, slots=4, ranks=1,
+                 acceptance=1.0, iteration_s=0.014, steady_context_tokens=1005.0, mean_output_tokens=10.0,
+                 decode_step_s=step, chips=1, chunk_budget_tokens=1537)
+    assert r["prompt_tokens_per_iteration"] == 1000.0 and r["ramp_iterations"] == 3
+    assert r["ramp_s"] == pytest.approx(0.011 + 0.012 + 0.013)
+    assert r["steady_s"] == pytest.approx((11 - 3) * 0.014)
+    assert r["drain_s"] == pytest.approx(float((0.010 + 0.001 * d.active).sum()))
+
+
+def test_prompt_budget_in_whole_units():
+    """B = d p floor(C_b / u) u, u = min(C_b, E[I]): one whole 1,000-token prompt in a 1,537-token budget; 36
+    prompts of 222 tokens in 8,192, on two ranks; a 5,000-token prompt in 2,048-token chunks."""
+    assert prompt_tokens_per_iteration(1537, 1000, 1) == 1000
+    assert prompt_tokens_per_iteration(8192, 222, 2) == 2 * 36 * 222
+    assert prompt_tokens_per_iteration(2048, 5000, 1) == 2048
+    assert prompt_tokens_per_iteration(None, 1000, 1) is None
+
+
+def test_the_ramp_slows_a_run_of_whole_waves():
+    """Five waves of equal requests run at the steady rate when the slots fill at once; filling them one prompt
+    per iteration adds the ramp, and the staggered last wave ends that many iterations later."""
+    s = LengthSamples.fixed(100, 100)
+    kw = dict(requests=5 * 64, samples=s, instances=1, slots=64, ranks=1, acceptance=1.0, iteration_s=0.02,
+              steady_context_tokens=150, mean_output_tokens=100, chips=1)
+    step = lambda per_rank, ctx: 0.01 + 0.01 * np.asarray(per_rank, float) / 64  # noqa: E731
+    at_once = estimate(**kw, decode_step_s=step)
+    ramped = estimate(**kw, decode_step_s=step, chunk_budget_tokens=100)
+    assert at_once["ratio_to_steady"] == pytest.approx(1.0) and at_once["ramp_iterations"] == 0
+    assert ramped["ramp_iterations"] == 63 and ramped["iterations"] == 500 + 63
+    assert ramped["ratio_to_steady"] < 1.0
 
 
 def test_request_order_cycles_the_sample_set_and_follows_weights():
@@ -57,6 +107,25 @@ def test_list_scheduling_keeps_every_slot_busy_until_the_queue_empties(lengths, 
     assert inflight.sum() == its.sum()
     d = drain(np.ones(len(its)), its.astype(float), slots)
     assert d.active.sum() == inflight[ke:].sum() and (d.last_admission, d.end) == (ke, K)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3000), st.integers(1, 50)), min_size=1, max_size=80), st.integers(1, 12),
+       st.integers(100, 5000))
+def test_the_ramp_never_admits_a_prompt_before_its_turn(reqs, slots, budget):
+    """With a prompt budget the initial fill enters no earlier than the budget allows, the run still serves every
+    request's iterations once, and never holds more than ``slots`` sequences."""
+    inputs = np.array([r[0] for r in reqs], float)
+    its = np.array([r[1] for r in reqs])
+    ready = ready_iterations(inputs, slots, float(budget))
+    starts, ends = schedule(its, slots, ready)
+    assert (starts >= ready).all()
+    first = starts[:slots]
+    before = np.cumsum(inputs[:slots]) - inputs[:slots]
+    assert ((first + 1) * budget > before - 1e-6).all()  # the earlier prompts fit in the iterations up to its own
+    d = drain(inputs, its.astype(float), slots, prompt_tokens_per_iteration=float(budget))
+    assert d.active.sum() + d.ramp_active.sum() == its.sum()
+    assert max(d.active.max(initial=0), d.ramp_active.max(initial=0)) <= slots
 
 
 def _const(step_s):

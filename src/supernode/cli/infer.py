@@ -89,6 +89,7 @@ def _print(res: dict) -> None:
     if f:
         con.print(f"finite run (co-located, I28): {f['requests']:,} requests over {f['instances']} instance(s) of "
                   f"{f['slots_per_instance']:,} slots take {_fmt_s(f['duration_s'])} (prefill {_fmt_s(f['prefill_s'])}, "
+                  f"ramp {_fmt_s(f['ramp_s'])} over {f['ramp_iterations']:,} iterations, "
                   f"full batch {_fmt_s(f['steady_s'])}, drain {_fmt_s(f['drain_s'])} over "
                   f"{f['drain_iterations']:,} iterations): {f['decode_tokens_per_s']:,.0f} output tokens/s, "
                   f"{f['ratio_to_steady']:.0%} of the steady rate")

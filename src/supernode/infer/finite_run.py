@@ -8,15 +8,20 @@ outputs up to 20,000 tokens, ~6 requests per slot) the drain is a large part of 
 
 Per instance (requests dealt round-robin from one seeded shuffle of the length distribution, in proportion to its
 weights): each request holds a slot for ceil(O / a) iterations and is admitted, in issue order, into the first slot
-that frees (list scheduling over ``slots`` identical slots). The run's time is
+that frees (list scheduling over ``slots`` identical slots). The run starts with every slot empty, and the
+instance prefills at most B = d p floor(C_b / u) u prompt tokens per iteration (C_b the chunk budget per rank, u =
+min(C_b, E[I]) I15's prompt unit), so the first S requests enter at iteration floor(sum_{i<j} I_i / B): the slots
+fill over ~S E[I] / B iterations (the ramp). Later requests enter as slots free, their prompts in the steady
+mixture (an engine whose steady prompt demand exceeds its budget is I15's upper bound, not throttled here). The
+run's time is
 
-    T_run = k_e * T(S) + N_i * t_prompt + sum_{k >= k_e} T(n_k, c_k)
+    T_run = sum_{k < K} T_k + N_i * t_prompt,  T_k = T(S) if all S slots are busy, else T(n_k, c_k)
 
-with k_e the iteration of the last admission (every slot busy before it), T(S) the decode-only iteration at the full
-batch and the steady decoding context, t_prompt = (T_iter - T(S)) * E[O] / (S a) each prompt's share of the steady
-iteration T_iter (its prefill, at the steady mixture's cost), and T(n_k, c_k) the decode-only iteration at the n_k
-sequences left in iteration k (per rank ceil(n_k / (d p)), the most loaded rank when spread evenly) and their mean
-context c_k. The run ends with its slowest instance. ``decode_step_s`` supplies T from the model's own decode step
+with T(S) the decode-only iteration at the full batch and the steady decoding context, t_prompt = (T_iter - T(S)) *
+E[O] / (S a) each prompt's share of the steady iteration T_iter (its prefill, at the steady mixture's cost), and
+T(n_k, c_k) the decode-only iteration at the n_k sequences in flight in iteration k (per rank ceil(n_k / (d p)), the
+most loaded rank when spread evenly) and their mean context c_k: the ramp before the slots fill and the drain after
+the last admission k_e. The run ends with its slowest instance. ``decode_step_s`` supplies T from the model's own decode step
 (no second model): evaluated on a grid of per-rank batches at two contexts, interpolated linearly in both.
 """
 
@@ -74,84 +79,118 @@ def request_order(samples: LengthSamples, requests: int, seed: int = SEED) -> tu
     return np.asarray(samples.inputs, float)[idx], np.asarray(samples.outputs, float)[idx]
 
 
-def schedule(iterations: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end iteration of each request, admitted in order into the first slot that frees."""
+def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end iteration of each request, admitted in order into the first slot that frees, and not before
+    its ``ready`` iteration (non-decreasing; None: every request ready at 0)."""
     its = np.asarray(iterations, np.int64)
     free = [0] * min(slots, len(its))  # a heap of the slots' next free iteration
     out: list[int] = []
     put, replace = out.append, heapq.heapreplace
-    for it in its.tolist():
-        t = free[0]
-        put(t)
-        replace(free, t + it)
+    if ready is None:
+        for it in its.tolist():
+            t = free[0]
+            put(t)
+            replace(free, t + it)
+    else:
+        for it, r in zip(its.tolist(), np.asarray(ready, np.int64).tolist()):
+            t = max(free[0], r)
+            put(t)
+            replace(free, t + it)
     starts = np.asarray(out, np.int64)
     return starts, starts + its
+
+
+def ready_iterations(inputs: np.ndarray, slots: int, tokens_per_iteration: float | None) -> np.ndarray | None:
+    """The ramp: the iteration in which each of the first ``slots`` requests (the initial fill of an empty engine)
+    gets its prompt's turn when the instance prefills at most ``tokens_per_iteration`` prompt tokens per iteration,
+    in issue order; the later requests enter as slots free, their prompts in the steady mixture (None: no limit)."""
+    if tokens_per_iteration is None:
+        return None
+    i = np.asarray(inputs, float)
+    before = np.cumsum(i) - i
+    ready = np.floor(before / float(tokens_per_iteration) + 1e-9).astype(np.int64)
+    ready[slots:] = 0
+    return ready
 
 
 @dataclass(frozen=True)
 class Drain:
     """One instance's run: ``last_admission`` k_e, ``end`` K (iterations), and for k in [k_e, K) the sequences in
-    flight ``active`` and their mean context ``context`` (tokens)."""
+    flight ``active`` and their mean context ``context`` (tokens); ``ramp_active`` and ``ramp_context`` the same
+    for k in [0, k_e) (all ``slots`` busy there unless prompts wait for their turn, :func:`ready_iterations`)."""
 
     requests: int
     last_admission: int
     end: int
     active: np.ndarray
     context: np.ndarray
+    ramp_active: np.ndarray
+    ramp_context: np.ndarray
 
 
 _CACHE: dict[bytes, Drain] = {}
 
 
-def drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float = 1.0) -> Drain:
-    """List-schedule one instance's requests and measure the tail after the last admission (memoized on the
-    inputs: a pure function, and a validation run asks for the same case's runs more than once)."""
+def drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float = 1.0,
+          prompt_tokens_per_iteration: float | None = None) -> Drain:
+    """List-schedule one instance's requests (prompts admitted at most ``prompt_tokens_per_iteration`` tokens per
+    iteration; None: no limit) and measure the sequences in flight per iteration (memoized on the inputs: a pure
+    function, and a validation run asks for the same case's runs more than once)."""
     inputs, outputs = np.ascontiguousarray(inputs, float), np.ascontiguousarray(outputs, float)
     h = hashlib.blake2b(inputs.tobytes(), digest_size=16)
     h.update(outputs.tobytes())
-    h.update(repr((int(slots), float(acceptance))).encode())
+    h.update(repr((int(slots), float(acceptance), prompt_tokens_per_iteration)).encode())
     key = h.digest()
     if key not in _CACHE:
         if len(_CACHE) >= 256:
             _CACHE.clear()
-        _CACHE[key] = _drain(inputs, outputs, slots, acceptance)
+        _CACHE[key] = _drain(inputs, outputs, slots, acceptance, prompt_tokens_per_iteration)
     return _CACHE[key]
 
 
-def _drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float) -> Drain:
+def _drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float,
+           prompt_tokens_per_iteration: float | None) -> Drain:
     its = np.maximum(np.ceil(outputs / acceptance), 1).astype(np.int64)
-    starts, ends = schedule(its, slots)
+    starts, ends = schedule(its, slots, ready_iterations(inputs, slots, prompt_tokens_per_iteration))
     ke, K = int(starts.max()), int(ends.max())
-    span = K - ke
-    n = np.zeros(span + 1)
-    base = np.zeros(span + 1)  # sum over sequences in flight of (prompt - a * start), so context = base/n + a k
-    live = ends > ke  # only sequences still running after k_e contribute to the tail
-    s = np.maximum(starts[live] - ke, 0)
-    e = ends[live] - ke
-    np.add.at(n, s, 1.0)
-    np.add.at(n, e, -1.0)
-    v = inputs[live] - acceptance * starts[live]
-    np.add.at(base, s, v)
-    np.add.at(base, e, -v)
-    n, base = np.cumsum(n)[:span], np.cumsum(base)[:span]
-    k = ke + np.arange(span)
-    ctx = np.where(n > 0, base / np.maximum(n, 1) + acceptance * k, 0.0)
-    return Drain(len(its), ke, K, n, ctx)
+    n = np.zeros(K + 1)
+    base = np.zeros(K + 1)  # sum over sequences in flight of (prompt - a * start), so context = base/n + a k
+    np.add.at(n, starts, 1.0)
+    np.add.at(n, ends, -1.0)
+    v = inputs - acceptance * starts
+    np.add.at(base, starts, v)
+    np.add.at(base, ends, -v)
+    n, base = np.cumsum(n)[:K], np.cumsum(base)[:K]
+    ctx = np.where(n > 0, base / np.maximum(n, 1) + acceptance * np.arange(K), 0.0)
+    return Drain(len(its), ke, K, n[ke:], ctx[ke:], n[:ke], ctx[:ke])
+
+
+def prompt_tokens_per_iteration(chunk_budget_tokens: float | None, mean_input_tokens: float, ranks: int) -> float | None:
+    """B = d p floor(C_b / u) u, u = min(C_b, E[I]): the prompt tokens an instance of ``ranks`` attention ranks and
+    micro-batches prefills per iteration in whole units of I15 (None: no budget given)."""
+    if chunk_budget_tokens is None:
+        return None
+    unit = min(float(chunk_budget_tokens), float(mean_input_tokens))
+    return ranks * np.floor(float(chunk_budget_tokens) / unit) * unit
 
 
 def estimate(*, requests: int, samples: LengthSamples, instances: int, slots: int, ranks: int, acceptance: float,
              iteration_s: float, steady_context_tokens: float, mean_output_tokens: float,
-             decode_step_s: Callable[[np.ndarray, float], np.ndarray], chips: int, seed: int = SEED) -> dict:
+             decode_step_s: Callable[[np.ndarray, float], np.ndarray], chips: int, seed: int = SEED,
+             chunk_budget_tokens: float | None = None) -> dict:
     """The finite run of ``requests`` over ``instances`` engines of ``slots`` sequences each (``ranks`` = d·p
     attention ranks and micro-batches per instance), ``iteration_s`` the steady iteration of the plan (I9) and
-    ``decode_step_s(per_rank_batch, context)`` its decode-only iteration. Returns a JSON-ready dict (SI)."""
+    ``decode_step_s(per_rank_batch, context)`` its decode-only iteration; ``chunk_budget_tokens`` the prompt
+    tokens a rank prefills per iteration (C_b; None: the slots fill at once). Returns a JSON-ready dict (SI)."""
     requests = check_requests(requests)
     inputs, outputs = request_order(samples, requests, seed)
     per_rank_full = int(np.ceil(slots / ranks))
     grid = sorted({2 ** i for i in range(int(np.log2(max(per_rank_full, 1))) + 1)} | {per_rank_full})
-    runs = [drain(inputs[i::instances], outputs[i::instances], slots, acceptance) for i in range(instances)
+    budget = prompt_tokens_per_iteration(chunk_budget_tokens, float(np.mean(inputs)), ranks)
+    runs = [drain(inputs[i::instances], outputs[i::instances], slots, acceptance, budget) for i in range(instances)
             if len(inputs[i::instances])]
-    c_hi = max([steady_context_tokens * 2.0] + [float(r.context.max()) for r in runs if len(r.context)])
+    c_hi = max([steady_context_tokens * 2.0] + [float(c.max()) for r in runs for c in (r.context, r.ramp_context)
+                                                 if len(c)])
     g = np.asarray(grid, float)
     t_lo, t_hi = decode_step_s(g, steady_context_tokens), decode_step_s(g, c_hi)
 
@@ -164,17 +203,20 @@ def estimate(*, requests: int, samples: LengthSamples, instances: int, slots: in
     per_instance = []
     for r in runs:
         tail = float(step(np.ceil(r.active / ranks), r.context).sum()) if len(r.active) else 0.0
-        per_instance.append((r.last_admission * full, r.requests * t_prompt, tail, r))
-    slowest = max(per_instance, key=lambda x: x[0] + x[1] + x[2])
-    steady_s, prefill_s, drain_s, r = slowest
-    duration = steady_s + prefill_s + drain_s
+        thin = r.ramp_active < min(slots, r.requests)  # iterations before k_e with a slot still empty
+        ramp = float(step(np.ceil(r.ramp_active[thin] / ranks), r.ramp_context[thin]).sum()) if thin.any() else 0.0
+        per_instance.append((int((~thin).sum()) * full, r.requests * t_prompt, ramp, tail, int(thin.sum()), r))
+    slowest = max(per_instance, key=lambda x: x[0] + x[1] + x[2] + x[3])
+    steady_s, prefill_s, ramp_s, drain_s, ramp_iterations, r = slowest
+    duration = steady_s + prefill_s + ramp_s + drain_s
     tokens = float(outputs.sum())
     steady_rate = instances * slots * acceptance / iteration_s
     return {
         "requests": requests, "instances": instances, "slots_per_instance": int(slots),
         "output_tokens": tokens, "duration_s": duration,
-        "steady_s": steady_s, "prefill_s": prefill_s, "drain_s": drain_s,
-        "iterations": r.end, "drain_iterations": r.end - r.last_admission,
+        "steady_s": steady_s, "prefill_s": prefill_s, "ramp_s": ramp_s, "drain_s": drain_s,
+        "iterations": r.end, "ramp_iterations": ramp_iterations, "drain_iterations": r.end - r.last_admission,
+        "prompt_tokens_per_iteration": budget,
         "decode_tokens_per_s": tokens / duration, "decode_tokens_per_s_per_chip": tokens / duration / chips,
         "steady_decode_tokens_per_s": steady_rate,
         "ratio_to_steady": tokens / duration / steady_rate,

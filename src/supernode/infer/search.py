@@ -226,9 +226,11 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
             best, arch, cluster, workload, opts, usable, serving_stack, requests,
             length_samples or finite_run.LengthSamples.fixed(workload.input_tokens, workload.output_tokens))
         assumptions.append(f"finite run (I28): {requests:,} requests issued at once, dealt round-robin to the "
-                           "co-located instances and admitted in a seeded shuffled order into the first free slot; "
-                           "timed to the last token, so the drain (the batch thinning out once the queue is empty) "
-                           "counts; the remaining sequences spread evenly over the attention ranks")
+                           "co-located instances and admitted in a seeded shuffled order into the first free slot, "
+                           f"each prompt in its turn at {prefill_chunk_tokens:,} prompt tokens per rank and "
+                           "iteration in whole I15 units (the ramp while the slots fill); timed to the last token, "
+                           "so the drain (the batch thinning out once the queue is empty) counts; the sequences in "
+                           "flight spread evenly over the attention ranks")
     if disaggregated:
         pre_plans = grid(arch, cluster, Options(prec, kv_precision, 0, 1.0, {k: v for k, v in opts.fixed.items()
                                                                             if k not in ("batch", "max_batch")},
@@ -336,7 +338,8 @@ def _finite_run(best: Choice, arch, cluster: ClusterSpec, wl: Workload, opts: Op
     return finite_run.estimate(requests=requests, samples=samples, instances=inst, slots=int(one.batch[0]),
                                ranks=ranks, acceptance=a, iteration_s=float(best.ev.tpot_s[best.i]) * a,
                                steady_context_tokens=wl.decode_context_tokens, mean_output_tokens=wl.output_tokens,
-                               decode_step_s=decode_step_s, chips=inst * n)
+                               decode_step_s=decode_step_s, chips=inst * n,
+                               chunk_budget_tokens=opts.prefill_chunk_tokens)
 
 
 def _filled(evaluate, plans, opts: Options) -> Evaluation:
