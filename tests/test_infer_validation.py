@@ -33,8 +33,9 @@ def test_median_error_target():
     assert np.median(errs) <= 0.12 and max(errs) <= 0.30
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's median target (<= 12%) over every case is not met: 14.2% over "
-                   "82 (14.6% before stop 22 timed the MLPerf Offline runs as finite runs, drain included, I28); "
+@pytest.mark.xfail(strict=True, reason="the issue's median target (<= 12%) over every case is not met: 13.6% over "
+                   "82 (14.6% before stop 22 timed the MLPerf Offline runs as finite runs, drain included, I28; "
+                   "14.2% before stop 23 timed the 15 client benchmarks of stated request counts the same way); "
                    "eleven cases are known gaps; turns red when the median is back under 12%")
 def test_median_target_over_every_case():
     """The issue's median target (<= 12%) over every case, known gaps included."""
