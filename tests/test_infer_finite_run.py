@@ -89,6 +89,13 @@ def test_request_order_cycles_the_sample_set_and_follows_weights():
     assert (i == 1.0).sum() == 6 and (i == 2.0).sum() == 2
 
 
+def test_fewer_requests_than_rows_draw_rows_at_random():
+    """100 requests from a 10,000-row file take 100 distinct rows spread over the file, not its first 100."""
+    s = LengthSamples(np.arange(10000.0), np.ones(10000), np.ones(10000))
+    i, _ = request_order(s, 100)
+    assert len(set(i.tolist())) == 100 and i.max() > 5000 and i.min() < 5000
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(1, 50), min_size=1, max_size=80), st.integers(1, 12))
 def test_list_scheduling_keeps_every_slot_busy_until_the_queue_empties(lengths, slots):

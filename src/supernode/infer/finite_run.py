@@ -67,15 +67,17 @@ def check_requests(requests) -> int:
 
 def request_order(samples: LengthSamples, requests: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """``requests`` (prompt, output) pairs in issue order: each row repeated in proportion to its weight (largest
-    remainders; a file of n rows issued k·n times gives every row k times, as MLPerf's LoadGen cycles its sample
-    set), shuffled once with ``seed``."""
+    remainders, ties broken at random; a file of n rows issued k·n times gives every row k times, as MLPerf's
+    LoadGen cycles its sample set, and fewer requests than rows draw rows at random rather than the file's first
+    ones), shuffled once with ``seed``."""
     w = np.asarray(samples.weights, float)
     share = requests * w / w.sum()
     counts = np.floor(share).astype(np.int64)
     rest = int(requests - counts.sum())
+    rng = np.random.default_rng(seed)
     if rest:
-        counts[np.argsort(-(share - counts), kind="stable")[:rest]] += 1
-    idx = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(w)), counts))
+        counts[np.lexsort((rng.random(len(w)), -(share - counts)))[:rest]] += 1
+    idx = rng.permutation(np.repeat(np.arange(len(w)), counts))
     return np.asarray(samples.inputs, float)[idx], np.asarray(samples.outputs, float)[idx]
 
 
