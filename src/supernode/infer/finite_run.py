@@ -21,14 +21,15 @@ with T(S) the decode-only iteration at the full batch and the steady decoding co
 E[O] / (S a) each prompt's share of the steady iteration T_iter (its prefill, at the steady mixture's cost), and
 T(n_k, c_k) the decode-only iteration at the n_k sequences in flight in iteration k (per rank ceil(n_k / (d p)), the
 most loaded rank when spread evenly) and their mean context c_k: the ramp before the slots fill and the drain after
-the last admission k_e. The run ends with its slowest instance. ``decode_step_s`` supplies T from the model's own decode step
-(no second model): evaluated on a grid of per-rank batches at two contexts, interpolated linearly in both.
+the last admission k_e. The run ends with its slowest instance. ``decode_step_s`` supplies T from the model's own
+decode step (no second model): evaluated on a grid of per-rank batches at two contexts, interpolated linearly in both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Callable
 
@@ -83,21 +84,16 @@ def request_order(samples: LengthSamples, requests: int, seed: int = SEED) -> tu
 
 def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Start and end iteration of each request, admitted in order into the first slot that frees, and not before
-    its ``ready`` iteration (non-decreasing; None: every request ready at 0)."""
+    its ``ready`` iteration (None: every request ready at 0)."""
     its = np.asarray(iterations, np.int64)
     free = [0] * min(slots, len(its))  # a heap of the slots' next free iteration
     out: list[int] = []
     put, replace = out.append, heapq.heapreplace
-    if ready is None:
-        for it in its.tolist():
-            t = free[0]
-            put(t)
-            replace(free, t + it)
-    else:
-        for it, r in zip(its.tolist(), np.asarray(ready, np.int64).tolist()):
-            t = max(free[0], r)
-            put(t)
-            replace(free, t + it)
+    rs = repeat(0) if ready is None else np.asarray(ready, np.int64).tolist()
+    for it, r in zip(its.tolist(), rs):
+        t = max(free[0], r)
+        put(t)
+        replace(free, t + it)
     starts = np.asarray(out, np.int64)
     return starts, starts + its
 
@@ -167,7 +163,8 @@ def _drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: floa
     return Drain(len(its), ke, K, n[ke:], ctx[ke:], n[:ke], ctx[:ke])
 
 
-def prompt_tokens_per_iteration(chunk_budget_tokens: float | None, mean_input_tokens: float, ranks: int) -> float | None:
+def prompt_tokens_per_iteration(chunk_budget_tokens: float | None, mean_input_tokens: float,
+                                ranks: int) -> float | None:
     """B = d p floor(C_b / u) u, u = min(C_b, E[I]): the prompt tokens an instance of ``ranks`` attention ranks and
     micro-batches prefills per iteration in whole units of I15 (None: no budget given)."""
     if chunk_budget_tokens is None:
@@ -218,7 +215,7 @@ def estimate(*, requests: int, samples: LengthSamples, instances: int, slots: in
         "output_tokens": tokens, "duration_s": duration,
         "steady_s": steady_s, "prefill_s": prefill_s, "ramp_s": ramp_s, "drain_s": drain_s,
         "iterations": r.end, "ramp_iterations": ramp_iterations, "drain_iterations": r.end - r.last_admission,
-        "prompt_tokens_per_iteration": budget,
+        "prompt_tokens_per_iteration": None if budget is None else float(budget),
         "decode_tokens_per_s": tokens / duration, "decode_tokens_per_s_per_chip": tokens / duration / chips,
         "steady_decode_tokens_per_s": steady_rate,
         "ratio_to_steady": tokens / duration / steady_rate,
