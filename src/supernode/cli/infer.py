@@ -144,8 +144,14 @@ def register(app: typer.Typer) -> None:
         acceptance: float = typer.Option(1.0, "--acceptance", help="Mean tokens emitted per decode step."),
         attention_precision: Optional[str] = typer.Option(None, "--attention-precision", help="Attention "
                                                           "kernels: bf16 (default) or fp8 (needs --kv-precision fp8)."),
-        prefill_chunk: int = typer.Option(8192, "--prefill-chunk", help="Chunked-prefill token budget per "
-                                          "iteration (co-located TTFT)."),
+        prefill_chunk: Optional[int] = typer.Option(None, "--prefill-chunk", help="Chunked-prefill token budget per "
+                                                    "rank and iteration (co-located TTFT; default 8192, or what "
+                                                    "--max-num-tokens leaves beside the decodes)."),
+        max_num_tokens: Optional[int] = typer.Option(None, "--max-num-tokens", help="The engine's token budget per "
+                                                     "rank and iteration, decode and draft tokens counted "
+                                                     "(TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens): "
+                                                     "bounds the batch it sustains and the prompts beside the "
+                                                     "decodes (I29)."),
         expert_balance: str = typer.Option("eplb", "--expert-balance", help="MoE expert-load balancer: eplb "
                                            "(default; EPLB with redundant experts), none (experts placed by id), "
                                            "ideal (simulated balanced routing). The most loaded EP rank sets the "
@@ -217,7 +223,8 @@ def register(app: typer.Typer) -> None:
         res = search(cat, model, on, chips, workload=wl,
                      slo=SLO(parse_duration(ttft, "--ttft"), parse_duration(tpot, "--tpot")), precision=precision,
                      kv_precision=kv_precision, draft_tokens=mtp, acceptance_length=acceptance,
-                     prefill_chunk_tokens=prefill_chunk, attention_precision=attention_precision,
+                     prefill_chunk_tokens=prefill_chunk, max_num_tokens=max_num_tokens,
+                     attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
                      module_precision=module_precision, glue_fusion=glue_fusion, moe_dp_padding=moe_dp_padding,
                      admission=admission, prefill_dispatch=prefill_dispatch, weight_offload=weight_offload,

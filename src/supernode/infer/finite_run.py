@@ -98,16 +98,61 @@ def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None
     return starts, starts + its
 
 
-def ready_iterations(inputs: np.ndarray, slots: int, tokens_per_iteration: float | None) -> np.ndarray | None:
+@dataclass(frozen=True)
+class PromptBudget:
+    """The prompt tokens one instance prefills per iteration (I15's whole units, I28's ramp): ``ranks`` = d p
+    attention ranks and micro-batches, each adding at most ``chunk_tokens`` (C_b) prompt tokens to an iteration,
+    and, under a decode-inclusive budget ``max_num_tokens`` M (I29), at most M - n (1 + m) beside its n decoding
+    sequences of ``query_tokens`` = 1 + m tokens each; ``unit_tokens`` E[I], the prompt unit's upper bound."""
+
+    chunk_tokens: float
+    unit_tokens: float
+    ranks: int
+    max_num_tokens: float | None = None
+    query_tokens: float = 1.0
+
+    def per_iteration(self, in_flight: int = 0) -> float:
+        """B = d p floor(C / u) u, u = min(C, E[I]), C = C_b, or min(C_b, M - ceil(n / (d p)) (1 + m)) with n
+        sequences in flight under M (0 when the decodes leave nothing)."""
+        c = float(self.chunk_tokens)
+        if self.max_num_tokens is not None:
+            c = min(c, float(self.max_num_tokens) - np.ceil(in_flight / self.ranks) * self.query_tokens)
+        if c <= 0:
+            return 0.0
+        unit = min(c, float(self.unit_tokens))
+        return float(self.ranks * np.floor(c / unit) * unit)
+
+
+def ready_iterations(inputs: np.ndarray, slots: int, budget: "PromptBudget | float | None") -> np.ndarray | None:
     """The ramp: the iteration in which each of the first ``slots`` requests (the initial fill of an empty engine)
-    gets its prompt's turn when the instance prefills at most ``tokens_per_iteration`` prompt tokens per iteration,
-    in issue order; the later requests enter as slots free, their prompts in the steady mixture (None: no limit)."""
-    if tokens_per_iteration is None:
+    gets its prompt's turn when the instance prefills at most ``budget`` prompt tokens per iteration (a number, or
+    a :class:`PromptBudget`, whose decode-inclusive budget shrinks as the slots fill: the requests admitted in
+    earlier iterations decode in this one), in issue order; the later requests enter as slots free, their prompts
+    in the steady mixture (None: no limit)."""
+    if budget is None:
         return None
     i = np.asarray(inputs, float)
     before = np.cumsum(i) - i
-    ready = np.floor(before / float(tokens_per_iteration) + 1e-9).astype(np.int64)
-    ready[slots:] = 0
+    if not isinstance(budget, PromptBudget) or budget.max_num_tokens is None:
+        per = budget.per_iteration() if isinstance(budget, PromptBudget) else float(budget)
+        ready = np.floor(before / per + 1e-9).astype(np.int64)
+        ready[slots:] = 0
+        return ready
+    fill = min(slots, len(i))
+    ready = np.zeros(len(i), np.int64)
+    admitted, capacity, t = 0, 0.0, 0
+    while admitted < fill:
+        per = budget.per_iteration(admitted)  # the requests admitted before iteration t decode in it
+        if per <= 0:
+            raise UsageError(f"--max-num-tokens: {budget.max_num_tokens:,.0f} tokens per rank leave no room for a "
+                             f"prompt beside {int(np.ceil(admitted / budget.ranks)):,} decoding sequences per rank")
+        capacity += per
+        # request j enters in the first iteration whose cumulative budget exceeds the prompt tokens before it
+        # (a prompt that starts exactly at the budget's end waits, as floor(before / B) has it for a constant B)
+        upto = int(np.searchsorted(before[:fill], capacity - 1e-9 * per, side="left"))
+        ready[admitted:upto] = t
+        admitted = max(upto, admitted)
+        t += 1
     return ready
 
 
@@ -130,9 +175,9 @@ _CACHE: dict[bytes, Drain] = {}
 
 
 def drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float = 1.0,
-          prompt_tokens_per_iteration: float | None = None) -> Drain:
+          prompt_tokens_per_iteration: "PromptBudget | float | None" = None) -> Drain:
     """List-schedule one instance's requests (prompts admitted at most ``prompt_tokens_per_iteration`` tokens per
-    iteration; None: no limit) and measure the sequences in flight per iteration (memoized on the inputs: a pure
+    iteration, a number or a :class:`PromptBudget`; None: no limit) and measure the sequences in flight per iteration (memoized on the inputs: a pure
     function, and a validation run asks for the same case's runs more than once)."""
     inputs, outputs = np.ascontiguousarray(inputs, float), np.ascontiguousarray(outputs, float)
     h = hashlib.blake2b(inputs.tobytes(), digest_size=16)
@@ -147,7 +192,7 @@ def drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float
 
 
 def _drain(inputs: np.ndarray, outputs: np.ndarray, slots: int, acceptance: float,
-           prompt_tokens_per_iteration: float | None) -> Drain:
+           prompt_tokens_per_iteration: "PromptBudget | float | None") -> Drain:
     its = np.maximum(np.ceil(outputs / acceptance), 1).astype(np.int64)
     starts, ends = schedule(its, slots, ready_iterations(inputs, slots, prompt_tokens_per_iteration))
     ke, K = int(starts.max()), int(ends.max())
@@ -169,23 +214,27 @@ def prompt_tokens_per_iteration(chunk_budget_tokens: float | None, mean_input_to
     micro-batches prefills per iteration in whole units of I15 (None: no budget given)."""
     if chunk_budget_tokens is None:
         return None
-    unit = min(float(chunk_budget_tokens), float(mean_input_tokens))
-    return ranks * np.floor(float(chunk_budget_tokens) / unit) * unit
+    return PromptBudget(float(chunk_budget_tokens), float(mean_input_tokens), ranks).per_iteration()
 
 
 def estimate(*, requests: int, samples: LengthSamples, instances: int, slots: int, ranks: int, acceptance: float,
              iteration_s: float, steady_context_tokens: float, mean_output_tokens: float,
              decode_step_s: Callable[[np.ndarray, float], np.ndarray], chips: int, seed: int = SEED,
-             chunk_budget_tokens: float | None = None) -> dict:
+             chunk_budget_tokens: float | None = None, max_num_tokens: float | None = None,
+             query_tokens: float = 1.0) -> dict:
     """The finite run of ``requests`` over ``instances`` engines of ``slots`` sequences each (``ranks`` = d·p
     attention ranks and micro-batches per instance), ``iteration_s`` the steady iteration of the plan (I9) and
     ``decode_step_s(per_rank_batch, context)`` its decode-only iteration; ``chunk_budget_tokens`` the prompt
-    tokens a rank prefills per iteration (C_b; None: the slots fill at once). Returns a JSON-ready dict (SI)."""
+    tokens a rank prefills per iteration (C_b; None: the slots fill at once); ``max_num_tokens`` a decode-inclusive
+    budget per rank (I29: the ramp's prompts get what the ``query_tokens`` = 1 + m tokens of each sequence already
+    in flight leave). Returns a JSON-ready dict (SI)."""
     requests = check_requests(requests)
     inputs, outputs = request_order(samples, requests, seed)
     per_rank_full = int(np.ceil(slots / ranks))
     grid = sorted({2 ** i for i in range(int(np.log2(max(per_rank_full, 1))) + 1)} | {per_rank_full})
-    budget = prompt_tokens_per_iteration(chunk_budget_tokens, float(np.mean(inputs)), ranks)
+    budget = None if chunk_budget_tokens is None else PromptBudget(
+        float(chunk_budget_tokens), float(np.mean(inputs)), ranks,
+        None if max_num_tokens is None else float(max_num_tokens), float(query_tokens))
     runs = [drain(inputs[i::instances], outputs[i::instances], slots, acceptance, budget) for i in range(instances)
             if len(inputs[i::instances])]
     c_hi = max([steady_context_tokens * 2.0] + [float(c.max()) for r in runs for c in (r.context, r.ramp_context)
@@ -215,7 +264,10 @@ def estimate(*, requests: int, samples: LengthSamples, instances: int, slots: in
         "output_tokens": tokens, "duration_s": duration,
         "steady_s": steady_s, "prefill_s": prefill_s, "ramp_s": ramp_s, "drain_s": drain_s,
         "iterations": r.end, "ramp_iterations": ramp_iterations, "drain_iterations": r.end - r.last_admission,
-        "prompt_tokens_per_iteration": None if budget is None else float(budget),
+        # prompt tokens an instance prefills per iteration: in an empty engine, and beside a full batch (they differ
+        # under a decode-inclusive budget, I29)
+        "prompt_tokens_per_iteration": None if budget is None else budget.per_iteration(0),
+        "prompt_tokens_per_iteration_full": None if budget is None else budget.per_iteration(slots),
         "decode_tokens_per_s": tokens / duration, "decode_tokens_per_s_per_chip": tokens / duration / chips,
         "steady_decode_tokens_per_s": steady_rate,
         "ratio_to_steady": tokens / duration / steady_rate,

@@ -75,7 +75,8 @@ def chunk_mix(prefill_tokens_per_rank, *, prompt_tokens: float, chunk_budget_tok
               synchronized: bool, admission: str = "independent") -> ChunkMix:
     """I15 mixture. ``prefill_tokens_per_rank``: c, mean prompt tokens per rank and iteration (I9);
     ``prompt_tokens``: I; ``chunk_budget_tokens``: C_b, the scheduler's prompt-token budget per rank and
-    iteration; ``ranks``: d attention-DP ranks per instance (per plan); ``synchronized``: whether the
+    iteration (a number, or one per plan: an engine whose token budget counts decode tokens leaves its prompts
+    M - b (1 + m), I29); ``ranks``: d attention-DP ranks per instance (per plan); ``synchronized``: whether the
     ranks wait for each other in every layer (MoE all-to-all; False for replicas of a dense model);
     ``admission``: ``independent`` (each rank admits prompts on its own: P = 1 - (1 - pi)^d) or ``aligned``
     (the ranks admit in the same iterations, as in a fixed-length offline run that starts all at once:
@@ -83,15 +84,16 @@ def chunk_mix(prefill_tokens_per_rank, *, prompt_tokens: float, chunk_budget_tok
     check_admission(admission)
     c = np.asarray(prefill_tokens_per_rank, dtype=float)
     d = np.asarray(ranks, dtype=float)
-    shape = np.broadcast(c, d).shape
-    c, d = np.broadcast_to(c, shape), np.broadcast_to(d, shape)
-    unit = min(float(chunk_budget_tokens), float(prompt_tokens))
-    if not unit > 0:
+    budget = np.asarray(chunk_budget_tokens, dtype=float)
+    shape = np.broadcast(c, d, budget).shape
+    c, d, budget = np.broadcast_to(c, shape), np.broadcast_to(d, shape), np.broadcast_to(budget, shape)
+    unit = np.minimum(budget, float(prompt_tokens))
+    if not np.all(unit > 0):
         raise ValueError(f"chunk_mix: prompt and chunk budget must be positive, "
-                         f"got {prompt_tokens}, {chunk_budget_tokens}")
-    over_budget = c >= chunk_budget_tokens
+                         f"got {prompt_tokens}, {np.min(budget)}")
+    over_budget = c >= budget
     low = np.where(over_budget, c, np.floor(c / unit) * unit)
-    high = np.where(over_budget, c, np.minimum(low + unit, chunk_budget_tokens))
+    high = np.where(over_budget, c, np.minimum(low + unit, budget))
     pi = np.divide(c - low, high - low, out=np.zeros(shape), where=high > low)
     if not synchronized:
         return ChunkMix(low, high, pi, np.ones(shape))

@@ -20,7 +20,7 @@ from supernode.infer.precision import (check_attention_precision, check_module_f
                                        describe_module_formats, module_formats, resolve_module_precision)
 from supernode.infer.precision import recipes as precision_recipes
 from supernode.infer.serving import (SLO, Evaluation, Options, Workload, evaluate_colocated, evaluate_decode,
-                                     evaluate_prefill, grid, with_memory_filled)
+                                     evaluate_prefill, grid, token_budget_batch, with_memory_filled)
 
 
 class ServingAssumptions(BaseModel):
@@ -102,7 +102,7 @@ def _describe_prefill_dispatch(mode: str) -> str:
 def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, chips: int | None = None, *,
            workload: Workload, slo: SLO = SLO(), precision: str | None = None, kv_precision: str = "bf16",
            draft_tokens: int = 0, acceptance_length: float = 1.0, fixed: dict | None = None,
-           disaggregated: bool = True, prefill_chunk_tokens: int = 8192,
+           disaggregated: bool = True, prefill_chunk_tokens: int | None = None, max_num_tokens: int | None = None,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
            moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup",
@@ -128,8 +128,11 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     ``weight_offload``: (G, N) or "G/N", N of every G layers' routed experts in host memory, prefetched over the
     host link (I26); None: every weight on the chip. ``requests``: also time a finite offline run of this many
     requests issued at once on the co-located plan, drain included (I28; ``colocated.finite_run``), with lengths
-    drawn from ``length_samples`` (default: every request at the workload's means). Returns a JSON-ready dict (SI
-    units)."""
+    drawn from ``length_samples`` (default: every request at the workload's means). ``prefill_chunk_tokens``: the
+    prompt tokens a rank adds to an iteration (None: 8,192, or what ``max_num_tokens`` leaves when that is given);
+    ``max_num_tokens``: the engine's token budget per rank and iteration counting decode and draft tokens too
+    (TensorRT-LLM's max_num_tokens, vLLM's max_num_batched_tokens), which bounds the batch the engine sustains and
+    the prompt tokens beside the decodes (I29). Returns a JSON-ready dict (SI units)."""
     _check_sources(catalog)
     if requests is not None:
         requests = finite_run.check_requests(requests)
@@ -143,7 +146,11 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
                    attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding),
                    admission=admission, prefill_dispatch=prefill_dispatch,
-                   weight_offload=offload.parse(weight_offload))
+                   weight_offload=offload.parse(weight_offload), max_num_tokens=max_num_tokens)
+    budget_words = (f"{opts.chunk_cap:,.0f} prompt tokens" if max_num_tokens is None else
+                    f"the prompt tokens a budget of {max_num_tokens:,} leaves beside the decode"
+                    f"{' and draft' if draft_tokens else ''} tokens (I29)"
+                    + (f", at most {prefill_chunk_tokens:,}" if prefill_chunk_tokens is not None else ""))
     rec = assumptions_record()
     usable = float(rec.usable_memory_fraction.number)
     eff = kernels.efficiency(cluster)
@@ -152,8 +159,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         f"{' except the parts named below (I20)' if modules else ''}; "
         f"KV cache at {kv_precision}; attention at {attention_precision or 'bf16'}",
         f"usable memory = {usable:.2f} x capacity ({rec.usable_memory_fraction.note.strip().split(';')[0]})",
-        f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of "
-        f"{prefill_chunk_tokens:,} tokens mixed into decode iterations, no queueing before admission; "
+        f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of {budget_words} per "
+        "rank, mixed into decode iterations, no queueing before admission; "
         "an iteration carries a whole chunk or none, and a MoE instance's attention-DP ranks wait for the "
         "slowest (I15)",
     ]
@@ -190,6 +197,20 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                            + ": one block + projection 2D -> D + the shared LM head, one token per sequence")
 
     plans = grid(arch, cluster, opts)
+    if max_num_tokens is not None:
+        assumptions.append(
+            f"token budget (I29): {max_num_tokens:,} tokens per rank and iteration, decode and draft tokens counted, "
+            "as TensorRT-LLM's max_num_tokens and vLLM's max_num_batched_tokens; a co-located batch is sustained only "
+            "while b (1 + m) + b a I / O fits in it (a decode instance's while b (1 + m) does), and the memory-filled "
+            "batch is capped there")
+        if "batch" in opts.fixed:
+            over = plans.batch / (plans.dp * plans.pp) * (1 + draft_tokens) >= max_num_tokens
+            if over.all():
+                raise UsageError(f"--batch: {opts.fixed['batch']} sequences need at least "
+                                 f"{int(np.min(plans.batch / (plans.dp * plans.pp))) * (1 + draft_tokens):,} decode "
+                                 f"tokens per rank and iteration, which leaves no room for prompts in "
+                                 f"--max-num-tokens {max_num_tokens:,}")
+            plans = plans.take(np.flatnonzero(~over))
 
     def colocated(pl):
         return evaluate_colocated(arch, cluster, pl, workload, slo, opts, usable,
@@ -199,7 +220,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         return evaluate_decode(arch, cluster, pl, workload, slo, opts, usable,
                                host_overhead_s=_host_s(serving_stack, cluster, pl))
 
-    colo = _filled(colocated, plans, opts)
+    colo = _filled(colocated, plans, opts, workload)
     evaluated = len(colo.plan)
     used = (cluster.chips // colo.plan.chips_per_instance) * colo.plan.chips_per_instance
     best = _pick(colo, colo.decode_tokens_per_s_per_chip * used)  # best per system, then per chip
@@ -227,8 +248,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
             length_samples or finite_run.LengthSamples.fixed(workload.input_tokens, workload.output_tokens))
         assumptions.append(f"finite run (I28): {requests:,} requests issued at once, dealt round-robin to the "
                            "co-located instances and admitted in a seeded shuffled order into the first free slot, "
-                           f"each prompt in its turn at {prefill_chunk_tokens:,} prompt tokens per rank and "
-                           "iteration in whole I15 units (the ramp while the slots fill); timed to the last token, "
+                           f"each prompt in its turn at {budget_words} per rank and iteration in whole I15 "
+                           "units (the ramp while the slots fill); timed to the last token, "
                            "so the drain (the batch thinning out once the queue is empty) counts; the sequences in "
                            "flight spread evenly over the attention ranks")
     if disaggregated:
@@ -339,16 +360,26 @@ def _finite_run(best: Choice, arch, cluster: ClusterSpec, wl: Workload, opts: Op
                                ranks=ranks, acceptance=a, iteration_s=float(best.ev.tpot_s[best.i]) * a,
                                steady_context_tokens=wl.decode_context_tokens, mean_output_tokens=wl.output_tokens,
                                decode_step_s=decode_step_s, chips=inst * n,
-                               chunk_budget_tokens=opts.prefill_chunk_tokens)
+                               chunk_budget_tokens=opts.chunk_cap, max_num_tokens=opts.max_num_tokens,
+                               query_tokens=1 + opts.draft_tokens)
 
 
-def _filled(evaluate, plans, opts: Options) -> Evaluation:
+def _filled(evaluate, plans, opts: Options, wl: Workload | None = None) -> Evaluation:
     """``evaluate(plans)``, and unless the batch is fixed, every plan also at the largest batch that fits under the
-    engine's cap ``max_batch`` if one is given (:func:`supernode.infer.serving.with_memory_filled`)."""
+    engine's cap ``max_batch`` if one is given and under the batch its token budget sustains (I29; ``wl`` the
+    co-located workload, None for a decode instance) (:func:`supernode.infer.serving.with_memory_filled`)."""
     ev = evaluate(plans)
     if "batch" in opts.fixed:
         return ev
-    return with_memory_filled(evaluate, plans, ev, opts.fixed.get("max_batch"))
+    cap = opts.fixed.get("max_batch")
+
+    def caps(pl):
+        budget = token_budget_batch(pl, opts, wl)
+        if budget is None:
+            return cap
+        return budget if cap is None else np.minimum(budget, cap)
+
+    return with_memory_filled(evaluate, plans, ev, caps)
 
 
 def _host_s(serving_stack: str | None, cluster: ClusterSpec, plans) -> np.ndarray:

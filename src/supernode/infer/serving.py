@@ -124,7 +124,9 @@ class Options:
     draft_tokens: int = 0
     acceptance_length: float = 1.0
     fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch, overlap (bool)
-    prefill_chunk_tokens: int = 8192  # chunked-prefill budget per rank and iteration (SGLang default 8,192)
+    # prompt tokens a rank adds to an iteration (a chunk); None: 8,192 (SGLang's default), or only what
+    # max_num_tokens leaves when that is given
+    prefill_chunk_tokens: int | None = None
     attention_precision: str | None = None  # None: BF16 attention; "fp8": FP8 attention kernels on an FP8 KV cache
     expert_balance: str = balance.DEFAULT_MODE  # eplb (default), none, ideal: the most loaded EP rank sets the step (I17)
     module_precision: dict[str, str] | None = None  # part -> weight format (I20); None: every part at precision
@@ -140,11 +142,22 @@ class Options:
     prefill_dispatch: str = "dedup"
     # N of every G layers' routed experts in host memory, copied back with prefetch (I26); None: all on the chip
     weight_offload: tuple[int, int] | None = None
+    # the engine's token budget per rank and iteration counting decode and draft tokens as well as prompt tokens
+    # (TensorRT-LLM's max_num_tokens, vLLM's max_num_batched_tokens; I29); None: no such budget
+    max_num_tokens: int | None = None
+
+    @property
+    def chunk_cap(self) -> float:
+        """The prompt tokens a rank may add to one iteration before the decode-inclusive budget (I15's C_b)."""
+        if self.prefill_chunk_tokens is not None:
+            return float(self.prefill_chunk_tokens)
+        return float(self.max_num_tokens) if self.max_num_tokens is not None else float(DEFAULT_PREFILL_CHUNK)
 
     def __post_init__(self) -> None:
         offload.parse(self.weight_offload)
-        if not self.prefill_chunk_tokens >= 1:
-            raise UsageError(f"--prefill-chunk: must be a positive token count, got {self.prefill_chunk_tokens}")
+        for flag, v in (("--prefill-chunk", self.prefill_chunk_tokens), ("--max-num-tokens", self.max_num_tokens)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+                raise UsageError(f"{flag}: must be a positive whole number of tokens, got {v!r}")
         weight_bytes(self.precision)
         check_module_precision(self.module_precision)
         kv_bytes(self.kv_precision)
@@ -161,6 +174,7 @@ class Options:
 
 
 PREFILL_DISPATCH = ("dedup", "all-to-all")  # I24
+DEFAULT_PREFILL_CHUNK = 8192  # SGLang's chunked_prefill_size default
 
 
 @dataclass(frozen=True)
@@ -191,6 +205,34 @@ def _memory(arch, cluster, plan, opts, context, tokens_per_rank, usable_fraction
                    context_tokens=context, tokens_per_forward_per_rank=tokens_per_rank,
                    offloaded_bytes=offload.resident_saving_bytes(arch, plan, bpw,
                                                                  offload.fraction(opts.weight_offload)))
+
+
+def prompt_budget_tokens(plan: PlanGrid, opts: Options) -> np.ndarray:
+    """C_b per plan (tokens per rank and iteration): the prompt tokens an iteration may carry beside its b decoding
+    sequences (I15); under a decode-inclusive budget M what the decodes leave, min(chunk, M - b (1 + m)) (I29)."""
+    cap = np.full(len(plan), opts.chunk_cap)
+    if opts.max_num_tokens is None:
+        return cap
+    return np.minimum(cap, opts.max_num_tokens - _per_rank(plan) * (1 + opts.draft_tokens))
+
+
+def token_budget_batch(plan: PlanGrid, opts: Options, wl: Workload | None = None) -> np.ndarray | None:
+    """The largest batch per instance a decode-inclusive budget M sustains (I29), None without one: per rank
+    b* = floor(M / (1 + m + a I / O)) in co-located serving (every iteration then carries M tokens: b (1 + m)
+    decode and b a I / O prompt tokens on average), floor(M / (1 + m)) for a decode instance (``wl`` None);
+    times d p."""
+    if opts.max_num_tokens is None:
+        return None
+    per_token = 1.0 + opts.draft_tokens
+    if wl is not None:
+        per_token += opts.acceptance_length * wl.input_tokens / wl.output_tokens
+    unit = plan.dp * plan.pp
+    return np.floor(opts.max_num_tokens / per_token + 1e-9).astype(np.int64) * unit
+
+
+def _within_budget(plan: PlanGrid, opts: Options, wl: Workload | None = None) -> np.ndarray:
+    cap = token_budget_batch(plan, opts, wl)
+    return np.ones(len(plan), bool) if cap is None else plan.batch <= cap
 
 
 def _with_offload(arch, cluster, plan, opts: Options, br: StageBreakdown) -> StageBreakdown:
@@ -247,10 +289,13 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     b = _per_rank(plan)
     c = b * wl.input_tokens * a / wl.output_tokens
     ctx = wl.decode_context_tokens  # I + O/2, or its time-weighted mean over a distribution (I27)
-    chunk = min(float(opts.prefill_chunk_tokens), wl.ttft_input_tokens)  # the TTFT prompt's chunk
+    # the prompt budget beside the decodes (I15; what a decode-inclusive budget leaves, I29), at least one token so
+    # that a plan over the budget is still priced (it is marked not sustainable below)
+    budget = np.maximum(prompt_budget_tokens(plan, opts), 1.0)
+    chunk = np.minimum(budget, wl.ttft_input_tokens)  # the TTFT prompt's chunk
     # prompts arrive in whole chunks: a mixture of iterations with and without one more chunk; with MoE
     # (per-layer all-to-all over the d ranks) an iteration waits for its slowest rank (I15)
-    mix = scheduling.chunk_mix(c, prompt_tokens=wl.input_tokens, chunk_budget_tokens=opts.prefill_chunk_tokens,
+    mix = scheduling.chunk_mix(c, prompt_tokens=wl.input_tokens, chunk_budget_tokens=budget,
                                ranks=plan.dp, synchronized=arch.is_moe, admission=opts.admission)
     base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
@@ -282,7 +327,8 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     # continuous batching: sequences are spread evenly over their output, so the mean KV length is I + O/2
     # (over a distribution, weighted by each request's decoding time: I27)
     mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m) + mix.burst_tokens, usable_fraction)  # largest forward
-    return Evaluation(plan, br, mem, ttft, tpot, pre, out, mem.fits & _slo_ok(slo, ttft, tpot))
+    ok = mem.fits & _slo_ok(slo, ttft, tpot) & _within_budget(plan, opts, wl)
+    return Evaluation(plan, br, mem, ttft, tpot, pre, out, ok)
 
 
 def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, usable_fraction: float,
@@ -301,7 +347,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     out = plan.batch * a / t_step / plan.chips_per_instance
     mem = _memory(arch, cluster, plan, opts, ctx, b * (1 + m), usable_fraction)
     ttft = np.zeros_like(tpot)
-    ok = mem.fits & _slo_ok(SLO(None, slo.tpot_s), ttft, tpot)
+    ok = mem.fits & _slo_ok(SLO(None, slo.tpot_s), ttft, tpot) & _within_budget(plan, opts)
     return Evaluation(plan, br, mem, ttft, tpot, np.zeros_like(out), out, ok)
 
 
@@ -353,19 +399,23 @@ def join(a: Evaluation, b: Evaluation) -> Evaluation:
     return _per_plan(np.concatenate, [a, b], [len(a.plan), len(b.plan)])
 
 
-def with_memory_filled(evaluate, plan: PlanGrid, first: Evaluation, cap: int | None = None) -> Evaluation:
+def with_memory_filled(evaluate, plan: PlanGrid, first: Evaluation, cap=None) -> Evaluation:
     """``first`` (= ``evaluate(plan)``) joined with every plan evaluated at the largest batch that fits (I8),
-    at most ``cap``: the power-of-two batches of the grid miss the memory-limited batch at which a throughput
+    at most ``cap`` (a batch, or a function of a plan grid giving one per plan, None per plan for no cap): the power-of-two batches of the grid miss the memory-limited batch at which a throughput
     run operates (a serving engine admits sequences until its KV cache or its maximum batch is full). The
     memory verdict's largest batch is taken at each plan's own forward size; where the filled batch's larger
     forward no longer fits, it is re-taken once at that size."""
-    filled = memory_filled(plan, first.memory.max_batch, cap)
+    def capped(pl: PlanGrid):
+        return cap(pl) if callable(cap) else cap
+
+    filled = memory_filled(plan, first.memory.max_batch, capped(plan))
     if not len(filled):
         return first
     ev = evaluate(filled)
     short = ~ev.memory.fits
     if short.any():
-        again = memory_filled(filled.take(np.flatnonzero(short)), ev.memory.max_batch[short], cap)
+        left = filled.take(np.flatnonzero(short))
+        again = memory_filled(left, ev.memory.max_batch[short], capped(left))
         ev = _take(ev, np.flatnonzero(~short))
         if len(again):
             ev = join(ev, evaluate(again))

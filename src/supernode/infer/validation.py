@@ -109,7 +109,10 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
                    admission=x.get("admission", "independent"),  # a fact of the run (I15)
-                   **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}))
+                   **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}),
+                   # max_num_tokens: the engine's token budget per rank and iteration, decode tokens counted (I29), a
+                   # fact of the run's configuration; absent = none
+                   **({"max_num_tokens": x["max_num_tokens"]} if "max_num_tokens" in x else {}))
         if finite:
             return r["colocated"]["finite_run"]["decode_tokens_per_s"]
         return r["colocated"]["decode_tokens_per_s"]
