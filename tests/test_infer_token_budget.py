@@ -160,3 +160,16 @@ def test_a_bad_budget_in_a_case_names_the_file(tmp_path, capsys):
     assert main(["validate", "--cases", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "infer-bad.yaml" in err and "--max-num-tokens" in err and err.count("\n") == 0
+
+
+def test_the_result_reports_the_chosen_plan_against_the_budget():
+    """150 sequences of 1,000 / 1,000 tokens carry 150 decode + 150 prompt tokens per iteration on average: over a
+    budget of 200, which sustains 100 (the plan is flagged, not offered as meeting everything); within 2,048."""
+    kw = dict(workload=Workload(1000, 1000), precision="fp8", kv_precision="fp8", disaggregated=False)
+    over = search(CAT, "llama-3.1-70b", "h200", 1, fixed={"tp": 1, "batch": 150}, max_num_tokens=200, **kw)
+    tb = over["colocated"]["token_budget"]
+    assert (tb["decode_tokens_per_iteration"], tb["prompt_tokens_per_iteration"]) == (150, 150)
+    assert tb["sustained_batch"] == 100 and not tb["within"] and not over["colocated"]["meets_slo"]
+    ok = search(CAT, "llama-3.1-70b", "h200", 1, fixed={"tp": 1}, max_num_tokens=2048, **kw)["colocated"]
+    assert ok["token_budget"]["within"] and ok["token_budget"]["sustained_batch"] == 1024
+    assert "token_budget" not in search(CAT, "llama-3.1-70b", "h200", 1, fixed={"tp": 1}, **kw)["colocated"]

@@ -93,6 +93,15 @@ def _print(res: dict) -> None:
                   f"full batch {_fmt_s(f['steady_s'])}, drain {_fmt_s(f['drain_s'])} over "
                   f"{f['drain_iterations']:,} iterations): {f['decode_tokens_per_s']:,.0f} output tokens/s, "
                   f"{f['ratio_to_steady']:.0%} of the steady rate")
+    tb = c.get("token_budget")
+    if tb:
+        need = tb["decode_tokens_per_iteration"] + tb["prompt_tokens_per_iteration"]
+        con.print(f"token budget (co-located, I29): {need:,.0f} tokens per rank and iteration on average "
+                  f"({tb['decode_tokens_per_iteration']:,.0f} decode + {tb['prompt_tokens_per_iteration']:,.0f} prompt) "
+                  f"of {tb['max_num_tokens']:,} -> "
+                  + ("within" if tb["within"] else
+                     f"OVER: the engine sustains at most {tb['sustained_batch']:,} sequences per instance, so this "
+                     "estimate is an upper bound"))
     mem = c["memory"]
     con.print(f"memory verdict (co-located, per chip): weights {units.fmt(mem['weights_bytes'], units.BYTES)} + KV "
               f"{units.fmt(mem['kv_cache_bytes'], units.BYTES)} + activations "

@@ -242,6 +242,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "colocated": _system_view(best, cluster, workload, rec),
     }
+    if max_num_tokens is not None:
+        result["colocated"]["token_budget"] = _token_budget_view(best, opts, workload)
     if requests is not None:
         result["colocated"]["finite_run"] = _finite_run(
             best, arch, cluster, workload, opts, usable, serving_stack, requests,
@@ -289,6 +291,20 @@ def _system_view(ch, cluster: ClusterSpec, wl: Workload, rec) -> dict:
     d["prefill_tokens_per_s"] = d["prefill_tokens_per_s_per_chip"] * inst * n
     d.update(_money(cluster, rec, d["decode_tokens_per_s_per_chip"]))
     return d
+
+
+def _token_budget_view(ch: Choice, opts: Options, wl: Workload) -> dict:
+    """The chosen co-located plan against a decode-inclusive budget M (I29), per rank and micro-batch: the tokens an
+    iteration carries on average, b (1 + m) decode and c = b a I / O prompt, and the largest batch M sustains."""
+    one = ch.ev.plan.take([ch.i])
+    ranks = int(one.dp[0] * one.pp[0])
+    b = float(one.batch[0]) / ranks
+    decode = b * (1 + opts.draft_tokens)
+    prompt = b * opts.acceptance_length * wl.input_tokens / wl.output_tokens
+    sustained = int(token_budget_batch(one, opts, wl)[0])
+    return {"max_num_tokens": int(opts.max_num_tokens), "decode_tokens_per_iteration": decode,
+            "prompt_tokens_per_iteration": prompt, "sustained_batch": sustained,
+            "within": bool(one.batch[0] <= sustained)}
 
 
 def _best_by_size(ev: Evaluation, key: np.ndarray) -> dict[int, Choice]:
