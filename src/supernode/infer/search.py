@@ -20,7 +20,8 @@ from supernode.infer.precision import (check_attention_precision, check_module_f
                                        describe_module_formats, module_formats, resolve_module_precision)
 from supernode.infer.precision import recipes as precision_recipes
 from supernode.infer.serving import (SLO, Evaluation, Options, Workload, evaluate_colocated, evaluate_decode,
-                                     evaluate_prefill, grid, token_budget_batch, with_memory_filled)
+                                     evaluate_prefill, grid, token_budget_batch, tokens_per_iteration,
+                                     with_memory_filled)
 
 
 class ServingAssumptions(BaseModel):
@@ -204,10 +205,10 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
             "while b (1 + m) + b a I / O fits in it (a decode instance's while b (1 + m) does), and the memory-filled "
             "batch is capped there")
         if "batch" in opts.fixed:
-            over = plans.batch / (plans.dp * plans.pp) * (1 + draft_tokens) >= max_num_tokens
+            decode = tokens_per_iteration(plans, opts, workload)[0]
+            over = decode >= max_num_tokens
             if over.all():
-                raise UsageError(f"--batch: {opts.fixed['batch']} sequences need at least "
-                                 f"{int(np.min(plans.batch / (plans.dp * plans.pp))) * (1 + draft_tokens):,} decode "
+                raise UsageError(f"--batch: {opts.fixed['batch']} sequences need at least {decode.min():,.0f} decode "
                                  f"tokens per rank and iteration, which leaves no room for prompts in "
                                  f"--max-num-tokens {max_num_tokens:,}")
             plans = plans.take(np.flatnonzero(~over))
@@ -297,10 +298,7 @@ def _token_budget_view(ch: Choice, opts: Options, wl: Workload) -> dict:
     """The chosen co-located plan against a decode-inclusive budget M (I29), per rank and micro-batch: the tokens an
     iteration carries on average, b (1 + m) decode and c = b a I / O prompt, and the largest batch M sustains."""
     one = ch.ev.plan.take([ch.i])
-    ranks = int(one.dp[0] * one.pp[0])
-    b = float(one.batch[0]) / ranks
-    decode = b * (1 + opts.draft_tokens)
-    prompt = b * opts.acceptance_length * wl.input_tokens / wl.output_tokens
+    decode, prompt = (float(x[0]) for x in tokens_per_iteration(one, opts, wl))
     sustained = int(token_budget_batch(one, opts, wl)[0])
     return {"max_num_tokens": int(opts.max_num_tokens), "decode_tokens_per_iteration": decode,
             "prompt_tokens_per_iteration": prompt, "sustained_batch": sustained,

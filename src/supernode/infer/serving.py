@@ -216,6 +216,13 @@ def prompt_budget_tokens(plan: PlanGrid, opts: Options) -> np.ndarray:
     return np.minimum(cap, opts.max_num_tokens - _per_rank(plan) * (1 + opts.draft_tokens))
 
 
+def tokens_per_iteration(plan: PlanGrid, opts: Options, wl: Workload) -> tuple[np.ndarray, np.ndarray]:
+    """Per plan, per rank and micro-batch, the tokens a co-located iteration carries on average: b (1 + m) decode
+    and draft tokens, and c = b a I / O prompt tokens (I9)."""
+    b = _per_rank(plan)
+    return b * (1 + opts.draft_tokens), b * opts.acceptance_length * wl.input_tokens / wl.output_tokens
+
+
 def token_budget_batch(plan: PlanGrid, opts: Options, wl: Workload | None = None) -> np.ndarray | None:
     """The largest batch per instance a decode-inclusive budget M sustains (I29), None without one: per rank
     b* = floor(M / (1 + m + a I / O)) in co-located serving (every iteration then carries M tokens: b (1 + m)
@@ -287,7 +294,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     """``host_overhead_s``: host time per iteration not overlapped with the GPU (I19, ``fixed_costs``)."""
     a, m = opts.acceptance_length, opts.draft_tokens
     b = _per_rank(plan)
-    c = b * wl.input_tokens * a / wl.output_tokens
+    c = tokens_per_iteration(plan, opts, wl)[1]
     ctx = wl.decode_context_tokens  # I + O/2, or its time-weighted mean over a distribution (I27)
     # the prompt budget beside the decodes (I15; what a decode-inclusive budget leaves, I29), at least one token so
     # that a plan over the budget is still priced (it is marked not sustainable below)
