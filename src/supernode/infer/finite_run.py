@@ -11,7 +11,9 @@ weights): each request holds a slot for ceil(O / a) iterations and is admitted, 
 that frees (list scheduling over ``slots`` identical slots). The run starts with every slot empty, and the
 instance prefills at most B = d p floor(C_b / u) u prompt tokens per iteration (C_b the chunk budget per rank, u =
 min(C_b, E[I]) I15's prompt unit), so the first S requests enter at iteration floor(sum_{i<j} I_i / B): the slots
-fill over ~S E[I] / B iterations (the ramp). Later requests enter as slots free, their prompts in the steady
+fill over ~S E[I] / B iterations (the ramp). Under a decode-inclusive budget M (I29) B shrinks as the slots fill:
+iteration t gives the prompts min(C_b, M - ceil(n_t / (d p)) (1 + m)) per rank, n_t the requests admitted before it
+(:class:`PromptBudget`). Later requests enter as slots free, their prompts in the steady
 mixture (an engine whose steady prompt demand exceeds its budget is I15's upper bound, not throttled here). The
 run's time is
 
