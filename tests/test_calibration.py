@@ -107,3 +107,65 @@ def test_gemm_kernel_latency_is_the_fit_to_the_family_kernel_tables(catalog, fam
 def test_kernel_latency_fit_rejects_a_family_without_tables(catalog):
     with pytest.raises(ValueError, match="no kernel tables"):
         calibration.fit_kernel_latency_s(catalog, "ascend-910")
+
+
+def test_a_sum_entry_is_priced_as_its_gemms_one_after_the_other(catalog):
+    """A kernel table's sum (a source that prints only the total of several GEMMs) is priced as the sum of its GEMMs'
+    times, each its own kernel (so t_0 counts once per GEMM), after the table's rows; it is large only when every
+    GEMM in it is."""
+    from supernode.hardware import resolve_cluster
+
+    chip = resolve_cluster(catalog, "h100", 1).chip
+    eff = compute.efficiency(chip.family)
+    shapes = [(8192, 8192, 8192), (8192, 4096, 2048)]
+    table = calibration.KernelTable(
+        id="t", description="d", source="s", chip="h100", precision="bf16", input_bytes_per_element=2,
+        output_bytes_per_element=2, columns=["layout", "groups", "m", "n", "k", "tflop_per_s"],
+        rows=[["normal", 1, 4096, 4096, 4096, 600]],
+        sums=[{"label": "a", "shapes": shapes[:1], "time_us": 2000}, {"label": "b", "shapes": shapes, "time_us": 3000}])
+    f = calibration.fit(table, chip)
+    each = [float(compute.gemm_time_s(chip, eff, *map(float, s), "bf16", 1.0, 2)) for s in shapes]
+    assert f.predicted_s[1:] == pytest.approx([each[0], each[0] + each[1]], rel=1e-12)
+    assert list(f.measured_s[1:]) == pytest.approx([2e-3, 3e-3])
+    assert list(f.kernels) == [1, 1, 2] and list(f.large) == [True, True, False]
+    # the fitted fraction makes the mean log error over the large entries zero
+    frac = calibration.fitted_gemm_fraction(table, chip)
+    import dataclasses
+    g = calibration.fit(table, chip, dataclasses.replace(eff, gemm_peak_fraction={**eff.gemm_peak_fraction,
+                                                                                   "bf16": frac}))
+    assert abs(np.mean(np.log(g.predicted_s[g.large] / g.measured_s[g.large]))) < 1e-6
+    small = table.model_copy(update={"rows": [], "sums": table.sums[1:]})
+    with pytest.raises(ValueError, match="no GEMM with every dimension >= 4096"):
+        calibration.fitted_gemm_fraction(small, chip)
+
+
+def test_a_bad_sum_in_a_kernel_table_is_a_one_line_error_naming_the_file(tmp_path):
+    from supernode.catalog.loader import parse_item
+    from supernode.errors import CatalogError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\ndescription: d\nsource: s\nchip: b300\nprecision: fp4\ninput_bytes_per_element: 0.5\n"
+                   "output_bytes_per_element: 2\ncolumns: [layout, groups, m, n, k, tflop_per_s]\nrows: []\n"
+                   "sums:\n  - {label: fprop, shapes: [[15872, 12288]], time_us: 1254}\n")
+    with pytest.raises(CatalogError) as e:
+        parse_item(bad, calibration.KernelTable)
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and str(bad) in msg and "sums" in msg
+
+
+def test_chip_own_gemm_fractions_name_catalog_chips_of_the_family(catalog):
+    """K1b: a family record's per-chip fractions name chips of that family, and only those chips get them."""
+    from supernode.hardware import resolve_cluster
+
+    for path in sorted(compute.efficiency_dir().glob("*.yaml")):
+        data = compute.efficiency_file(path.stem)
+        for chip_id, fractions in data.chip_gemm_peak_fraction.items():
+            assert catalog.chips[chip_id].family == data.family, chip_id
+            for f in fractions.values():
+                assert f.source in catalog.sources
+    eff = compute.efficiency("nvidia-blackwell")
+    assert eff.gemm_fraction("fp4", "gb300") == 0.46 and eff.gemm_fraction("fp4", "gb200") == 0.68
+    gb300, gb200 = (resolve_cluster(catalog, c, 1).chip for c in ("gb300", "gb200"))
+    t300, t200 = (float(compute.gemm_time_s(c, eff, 16384.0, 16384.0, 16384.0, "fp4", 1.0, 0.5)) for c in (gb300, gb200))
+    # GB300's 1.5x spec peak at 0.46 against GB200's at 0.68: about the same large-GEMM time
+    assert t300 / t200 == pytest.approx((10 * 0.68) / (15 * 0.46), rel=0.02)

@@ -35,7 +35,7 @@ def test_blackwell_fp4_grouped_factor_is_the_median_of_the_source_fits():
     per_source = calibration.grouped_fractions_by_source(CAT, "nvidia-blackwell", "fp4")
     assert set(per_source) == {"flashinfer_pr2503_grouped_masked_fp4", "vllm_gb200_wideep_part1"}
     assert per_source["flashinfer_pr2503_grouped_masked_fp4"] == pytest.approx(0.70, abs=0.01)
-    assert per_source["vllm_gb200_wideep_part1"] == pytest.approx(0.61, abs=0.01)
+    assert per_source["vllm_gb200_wideep_part1"] == pytest.approx(0.60, abs=0.01)
     fitted = calibration.fit_grouped_gemm_fraction(CAT, "nvidia-blackwell", "fp4")
     assert compute.efficiency("nvidia-blackwell").grouped_fraction("fp4") == pytest.approx(fitted, abs=0.005)
 

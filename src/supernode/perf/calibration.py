@@ -32,18 +32,36 @@ class _MeasuredTable(Strict):
     rows: list[list[str | float | int]]  # one measurement per row, in the subclass's ``columns`` order
 
 
+class GemmSum(Strict):
+    """The measured total time of a named set of GEMMs, each its own kernel, run one after the other, where the source
+    prints only the sum (e.g. Transformer Engine's per-layer sums)."""
+
+    label: str
+    shapes: list[tuple[int, int, int]]  # [m, n, k] of each GEMM
+    time_us: float
+
+
 class KernelTable(_MeasuredTable):
     precision: str
     input_bytes_per_element: float
     output_bytes_per_element: float
     columns: list[Literal["layout", "groups", "m", "n", "k", "tflop_per_s"]]
+    sums: list[GemmSum] = []  # measured sums of several GEMMs, after the rows
+
+
+LARGE_GEMM_DIM = 4096  # a "large" GEMM: every dimension at least this (the large-GEMM fraction's fit set)
 
 
 @dataclass(frozen=True)
 class KernelFit:
+    """Predicted vs measured time of a table's entries: its rows, then its sums (``kernels``: GEMM kernels per entry,
+    ``large``: entries whose every GEMM has every dimension >= LARGE_GEMM_DIM)."""
+
     table: KernelTable
     measured_s: np.ndarray
     predicted_s: np.ndarray
+    kernels: np.ndarray | None = None
+    large: np.ndarray | None = None
 
     @property
     def error_fraction(self) -> np.ndarray:
@@ -64,15 +82,47 @@ def kernel_tables() -> list[KernelTable]:
 
 
 def fit(table: KernelTable, chip: ChipSpec, eff: Efficiency | None = None) -> KernelFit:
-    """Predicted vs measured time of every GEMM in ``table`` on ``chip``."""
+    """Predicted vs measured time of every GEMM row in ``table`` on ``chip``, then of every sum (the sum of its GEMMs'
+    predicted times)."""
     eff = eff or efficiency(chip.family)
     col = {c: i for i, c in enumerate(table.columns)}
     g = np.array([float(r[col["groups"]]) for r in table.rows])
     m, n, k = (np.array([float(r[col[c]]) for r in table.rows]) for c in ("m", "n", "k"))
     flop = 2.0 * g * m * n * k
     measured = flop / (np.array([float(r[col["tflop_per_s"]]) for r in table.rows]) * 1e12)
-    predicted = gemm_time_s(chip, eff, m, n, k, table.precision, g, table.input_bytes_per_element)
-    return KernelFit(table, measured, np.asarray(predicted, dtype=float))
+    predicted = np.asarray(gemm_time_s(chip, eff, m, n, k, table.precision, g, table.input_bytes_per_element), float)
+    large = np.minimum(np.minimum(m, n), k) >= LARGE_GEMM_DIM
+    kernels = np.ones(len(table.rows))
+    for s in table.sums:
+        sm, sn, sk = (np.array([float(x[i]) for x in s.shapes]) for i in range(3))
+        t = np.sum(gemm_time_s(chip, eff, sm, sn, sk, table.precision, 1.0, table.input_bytes_per_element))
+        measured = np.append(measured, s.time_us * 1e-6)
+        predicted = np.append(predicted, t)
+        large = np.append(large, bool(np.all(np.minimum(np.minimum(sm, sn), sk) >= LARGE_GEMM_DIM)))
+        kernels = np.append(kernels, len(s.shapes))
+    return KernelFit(table, measured, predicted, kernels, large)
+
+
+def fitted_gemm_fraction(table: KernelTable, chip: ChipSpec, eff: Efficiency | None = None) -> float:
+    """The large-GEMM fraction e_prec (K1) at which the model's mean log time error over the table's large entries
+    (every dimension >= LARGE_GEMM_DIM) is zero, the family's other values (half sizes, t_0, e_mem) as they are: the
+    per-table fit behind the fitted fractions of data/efficiency (bisection; the error falls as e_prec rises)."""
+    base = eff or efficiency(chip.family)
+    p = table.precision
+
+    def mean_log(f: float) -> float:
+        e = dataclasses.replace(base, gemm_peak_fraction={**base.gemm_peak_fraction, p: f},
+                                chip_gemm_peak_fraction={})
+        r = fit(table, chip, e)
+        if not r.large.any():
+            raise ValueError(f"kernel table {table.id}: no GEMM with every dimension >= {LARGE_GEMM_DIM}")
+        return float(np.mean(np.log(r.predicted_s[r.large] / r.measured_s[r.large])))
+
+    lo, hi = 0.05, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mean_log(mid) > 0 else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def fit_kernel_latency_s(catalog: Catalog, family: str, grid_s: np.ndarray | None = None,
@@ -91,14 +141,15 @@ def fit_kernel_latency_s(catalog: Catalog, family: str, grid_s: np.ndarray | Non
         if chip.family != family:
             continue
         f = fit(t, chip, dataclasses.replace(eff, gemm_kernel_latency_s=0.0))
-        by_source[t.source].append((f.predicted_s, f.measured_s))
+        by_source[t.source].append((f.predicted_s, f.measured_s, f.kernels))
     if not by_source:
         raise ValueError(f"no kernel tables for chip family {family!r} in data/kernels")
     floor = eff.kernel_floor_s
 
     def objective(t0: float) -> float:
-        return float(np.mean([np.mean([np.mean(np.log(np.maximum(p + t0, floor) / m) ** 2) for p, m in tables])
-                              for tables in by_source.values()]))
+        # a sum of n kernels takes n·t_0 (each kernel at least the floor: a sum's GEMMs are all well above it)
+        return float(np.mean([np.mean([np.mean(np.log(np.maximum(p + n * t0, n * floor) / m) ** 2)
+                                       for p, m, n in tables]) for tables in by_source.values()]))
 
     return float(grid[int(np.argmin([objective(t0) for t0 in grid]))])
 

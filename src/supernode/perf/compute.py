@@ -47,6 +47,9 @@ class EfficiencyFile(Strict):
     family: str
     description: str
     gemm_peak_fraction: dict[str, Factor]  # precision -> achievable fraction of dense peak (large GEMMs)
+    # chip id -> precision -> the same, for a chip of the family whose kernel tables realize a different fraction of
+    # its own spec peak (K1b: Blackwell Ultra's FP4); absent: the family's value
+    chip_gemm_peak_fraction: dict[str, dict[str, Factor]] = {}
     gemm_half_size: Factor  # x_half of the shape saturation sigma(x) = x / (x + x_half), weight dims n, k
     gemm_token_half_size: Factor | None = None  # x_half for the token dim m (default: default.yaml's)
     roofline_exponent: Factor | None = None  # q of the smooth roofline (default: default.yaml's)
@@ -94,6 +97,7 @@ class Efficiency:
     glue_bandwidth_fraction: float | None = None  # glue kernels' HBM fraction (I22); None: memory_bandwidth_fraction
     grouped_gemm_peak_fraction: dict[str, float] = field(default_factory=dict)  # K5, precision -> factor; absent: 1
     ep_normal_bandwidth_fraction: dict[str, float] = field(default_factory=dict)  # I24 kernels on scale-up links
+    chip_gemm_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # K1b, chip -> precision -> f
 
     def ep_normal_fraction(self, kind: str) -> float:
         """Algorithm bandwidth / scale-up link bandwidth of the high-throughput MoE dispatch or combine kernel (I24;
@@ -121,8 +125,12 @@ class Efficiency:
         f = self.attention_training_peak_fraction
         return self.attention_peak_fraction if f is None else f
 
-    def gemm_fraction(self, precision: str) -> float:
-        """Large-GEMM fraction of peak at ``precision`` (falls back to bf16, then the smallest known)."""
+    def gemm_fraction(self, precision: str, chip: str | None = None) -> float:
+        """Large-GEMM fraction of peak at ``precision`` (falls back to bf16, then the smallest known); ``chip``: a chip
+        id whose own fitted fraction at ``precision`` (K1b) replaces the family's."""
+        own = self.chip_gemm_peak_fraction.get(chip, {}) if chip else {}
+        if precision in own:
+            return own[precision]
         if precision in self.gemm_peak_fraction:
             return self.gemm_peak_fraction[precision]
         if precision == "fp16" and "bf16" in self.gemm_peak_fraction:
@@ -178,6 +186,7 @@ def efficiency(family: str) -> Efficiency:
         grouped_gemm_peak_fraction={k: v.value for k, v in data.grouped_gemm_fraction.items()},
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
         ep_normal_bandwidth_fraction={k: v.value for k, v in data.ep_normal_bandwidth_fraction.items()},
+        chip_gemm_peak_fraction={c: {k: v.value for k, v in f.items()} for c, f in data.chip_gemm_peak_fraction.items()},
         overlap=ov,
         memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
         assumptions=tuple(notes),
@@ -218,7 +227,7 @@ def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: 
     ``grouped``: a MoE grouped GEMM (the ``count`` experts' GEMMs in one kernel), whose roofline time is
     divided by the family's grouped-GEMM factor at ``precision`` (K5)."""
     flops = 2.0 * m * n * k * count
-    t_math = flops / (chip.peak(precision) * eff.gemm_fraction(precision) * shape_factor(eff, m, n, k))
+    t_math = flops / (chip.peak(precision) * eff.gemm_fraction(precision, chip.id) * shape_factor(eff, m, n, k))
     bw = chip.memory_bandwidth_bytes_per_s
     t0 = eff.gemm_kernel_latency_s
     g = eff.grouped_fraction(precision) if grouped else 1.0
