@@ -167,7 +167,10 @@ def efficiency(family: str) -> Efficiency:
         notes.append(f"no efficiency data for chip family {family!r}: default efficiencies used "
                      f"(GEMM {default.gemm_peak_fraction['bf16'].value:.2f} of peak); treat results as indicative")
     else:
-        notes.append(f"efficiencies of family {family} (data/efficiency/{family}.yaml)")
+        own = "; ".join(f"{c} {p} {f.value:.2f}" for c, fs in sorted(data.chip_gemm_peak_fraction.items())
+                        for p, f in sorted(fs.items()))
+        notes.append(f"efficiencies of family {family} (data/efficiency/{family}.yaml)"
+                     + (f"; chips' own large-GEMM fractions (K1b): {own}" if own else ""))
     ov = {k: v.value for k, v in default.overlap.items()}
     ov.update({k: v.value for k, v in data.overlap.items()})
     return Efficiency(
