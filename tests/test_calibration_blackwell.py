@@ -41,9 +41,9 @@ def test_blackwell_kernel_tables_load(catalog):
 
 
 def test_gb200_fp8_fraction_is_the_fit_to_the_cublaslt_sweep(catalog):
-    """Azure ND GB200 v6, cuBLASLt FP8 (2.83-2.91 PFLOP/s of 5 at 4096^3-32768^3): the family's FP8 fraction (0.62) is
-    the log-least-squares fit to the five shapes with every dimension >= 4096 (0.618 with the family's 5.0 us kernel
-    latency), each within 14%. Known gap, the other way round from the FP4 tables: this sweep's small shapes (1024^3
+    """Azure ND GB200 v6, cuBLASLt FP8 (2.83-2.91 PFLOP/s of 5 at 4096^3-32768^3): the log-least-squares fit to the five
+    shapes with every dimension >= 4096 is 0.618 (with the family's 5.0 us kernel
+    latency); at the family's value (0.64, the mean with a B300 table) each is within 14%. Known gap, the other way round from the FP4 tables: this sweep's small shapes (1024^3
     at 4.4 us, 1024x2145x1024, 802816x192x768) run 40-65% faster than the model, whose one kernel latency is the
     family's mean over seven sources; this turns red when the model prices them."""
     f = _fit(catalog, "cublaslt-gb200-fp8")
@@ -51,12 +51,18 @@ def test_gb200_fp8_fraction_is_the_fit_to_the_cublaslt_sweep(catalog):
     large = _large(f.table)
     small = np.maximum(m, k) <= 1024
     assert large.sum() == 5 and small.sum() == 2
-    assert abs(np.mean(np.log1p(f.error_fraction[large]))) <= 0.02
+    # at the family's two-table value this table's large shapes run 3.4% slower than priced, each within 14%
+    assert abs(np.mean(np.log1p(f.error_fraction[large]))) <= 0.04
     assert np.max(np.abs(f.error_fraction[large])) <= 0.14
     assert np.all(f.error_fraction[small] > 0.3)
     chip = resolve_cluster(catalog, f.table.chip, 1).chip
-    assert compute.efficiency("nvidia-blackwell").gemm_fraction("fp8") == pytest.approx(
-        _fitted_fraction(f.table, chip, "fp8"), abs=0.005)
+    azure = _fitted_fraction(f.table, chip, "fp8")
+    assert azure == pytest.approx(0.618, abs=0.005)
+    # the family's FP8 fraction (0.64) is the mean of this fit and Transformer Engine's B300 per-tensor FP8 sums' (0.67)
+    (te,) = [t for t in calibration.kernel_tables() if t.id == "te-b300-fp8-prequant"]
+    te_fit = calibration.fitted_gemm_fraction(te, resolve_cluster(catalog, "b300", 1).chip)
+    assert te_fit == pytest.approx(0.672, abs=0.005)
+    assert compute.efficiency("nvidia-blackwell").gemm_fraction("fp8") == pytest.approx((azure + te_fit) / 2, abs=0.006)
 
 
 def _fitted_fraction(table, chip, precision="fp4"):
