@@ -169,3 +169,18 @@ def test_chip_own_gemm_fractions_name_catalog_chips_of_the_family(catalog):
     t300, t200 = (float(compute.gemm_time_s(c, eff, 16384.0, 16384.0, 16384.0, "fp4", 1.0, 0.5)) for c in (gb300, gb200))
     # GB300's 1.5x spec peak at 0.46 against GB200's at 0.68: about the same large-GEMM time
     assert t300 / t200 == pytest.approx((10 * 0.68) / (15 * 0.46), rel=0.02)
+
+
+# AMD's max-achievable FLOPs (TFLOP/s), Table 1 of source amd_rocm_blog_maf: (MI300X, MI325X) at one 2,614.9 TFLOP/s
+# FP8 peak; the MI325X sustains higher clocks under dense GEMMs at 1,000 W than the MI300X at 750 W
+AMD_MAF_TFLOPS = {"fp8": (1273, 1519), "bf16": (708, 843), "fp16": (654, 794)}
+
+
+def test_mi325x_own_gemm_fractions_are_the_family_scaled_by_amd_maf_ratios():
+    """K1b: the MI325X's fractions are the MI300X-fitted family's times AMD's MAF ratio MI325X / MI300X per precision
+    (the rule the family file already uses to derive BF16 and FP16 from FP8), to two decimals."""
+    eff = compute.efficiency("amd-cdna3")
+    for precision, (mi300x, mi325x) in AMD_MAF_TFLOPS.items():
+        assert eff.gemm_fraction(precision, "mi300x") == eff.gemm_fraction(precision)
+        assert eff.gemm_fraction(precision, "mi325x") == pytest.approx(
+            eff.gemm_fraction(precision) * mi325x / mi300x, abs=0.006), precision
