@@ -1,6 +1,6 @@
 """Activation traffic of the non-GEMM kernels (docs/inference.md I22; infer/glue.py): hand-counted bytes per
-token for Llama-3.1-70B, what is and is not priced (16-bit GEMMs, chips without the format, MLA, MoE FFNs), the
-price at the family's HBM streaming rate, and its size against the GEMMs on B200 and H200."""
+token for Llama-3.1-70B and (I30) a Mixtral MoE FFN, what is and is not priced (16-bit GEMMs, chips without the
+format, MLA), the price at the family's HBM streaming rate, and its size against the GEMMs on B200 and H200."""
 
 from __future__ import annotations
 
@@ -59,14 +59,65 @@ def test_sixteen_bit_gemms_and_chips_without_the_format_have_no_quantization_ker
     assert fp8 - bf == pytest.approx(3 * (8192 + 28672))
 
 
-def test_mla_attention_and_moe_ffns_are_not_priced():
+def test_mla_attention_is_not_priced_and_moe_ffns_only_when_asked():
     fm = module_formats("fp8")
     t = np.array([1.0])
     assert not glue.priced(DS) and glue.priced(LLAMA)
     assert glue.attention_side_bytes_per_token(DS, fm, ALL, t, 1.0)[0] == 0.0
-    # DeepSeek's first dense layers get their FFN side only
+    # without the MoE arguments DeepSeek's first dense layers get their FFN side only
     dense_only = glue.stage_bytes(DS, fm, ALL, t, 1.0, 10.0, DS.dense_layers, DS.moe_layers)[0]
     assert dense_only == pytest.approx(10.0 * DS.dense_layers * glue.dense_ffn_bytes_per_token(DS, fm, ALL, t)[0])
+    moe = (np.array([1.0]), np.array([1.0]), np.array([8.0]))
+    both = glue.stage_bytes(DS, fm, ALL, t, 1.0, 10.0, DS.dense_layers, DS.moe_layers, None, moe)[0]
+    assert both == pytest.approx(dense_only + 10.0 * DS.moe_layers * glue.moe_ffn_bytes_per_token(
+        DS, fm, ALL, t, *moe)[0])
+
+
+MIXTRAL = serving_arch(CAT, "mixtral-8x7b")
+
+
+def test_moe_ffn_bytes_per_token_by_hand():
+    """I30, Mixtral 8x7B at FP8 on one chip (h 4,096, expert FFN 14,336, SwiGLU, top-2, no shared experts), no
+    dispatch kernel: the input's FP8 quantization once per token (h x 3), per routed copy the activation (read
+    2F x 2, write F x 2) and the down input's quantization (F x 3), and the combine (read 2h x 2, write h x 2):
+    294,912 bytes per token. With a dispatch kernel (attention DP) only the copies' part is left; a 16-bit expert
+    format drops the quantizations; fusion trtllm-1.0 writes the down input from the activation at FP8."""
+    fm = module_formats("fp8")
+    one_chip = (np.array([1.0]), np.array([1.0]), np.array([2.0]))
+    h, f = 4096, 14336
+    per_copy = 2 * f * 2 + f * 2 + f * 3
+    assert glue.moe_ffn_bytes_per_token(MIXTRAL, fm, ALL, np.array([1.0]), *one_chip)[0] == pytest.approx(
+        h * 3 + 2 * per_copy + 2 * h * 2 + h * 2)
+    assert h * 3 + 2 * per_copy + 2 * h * 2 + h * 2 == 294_912
+    dispatched = (np.array([8.0]), np.array([1.0]), np.array([2.0]))
+    assert glue.moe_ffn_bytes_per_token(MIXTRAL, fm, ALL, np.array([1.0]), *dispatched)[0] == pytest.approx(
+        2 * per_copy)
+    bf16 = glue.moe_ffn_bytes_per_token(MIXTRAL, module_formats("bf16"), ALL, np.array([1.0]), *one_chip)[0]
+    assert bf16 == pytest.approx(2 * (2 * f * 2 + f * 2) + 2 * h * 2 + h * 2)
+    fused = glue.moe_ffn_bytes_per_token(MIXTRAL, fm, ALL, np.array([1.0]), *one_chip, "trtllm-1.0")[0]
+    assert fused == pytest.approx(h * 3 + 2 * (2 * f * 2 + f * 1) + 2 * h * 2 + h * 2)
+    # an expert TP split divides the copies' width; a dense model has no MoE glue
+    split = glue.moe_ffn_bytes_per_token(MIXTRAL, fm, ALL, np.array([1.0]), np.array([1.0]), np.array([2.0]),
+                                         np.array([2.0]))[0]
+    assert split == pytest.approx(h * 3 + per_copy + 2 * h * 2 + h * 2)
+    assert glue.moe_ffn_bytes_per_token(LLAMA, fm, ALL, np.array([1.0]), *one_chip)[0] == 0.0
+
+
+def test_moe_glue_enters_the_stage_in_proportion_to_the_routed_copies(monkeypatch):
+    """The stage prices the MoE glue of the copies its chip processes: at expert parallelism 2 over two attention
+    ranks (dispatch kernel) a chip runs half of the group's 2 x 2 copies per rank token, so its glue per token is
+    that of two copies, priced at the family's glue rate."""
+    c = resolve_cluster(CAT, "h200", 8)
+    base = dict(precision="fp8", kv_precision_bytes=1.0, decode_seqs=0.0, context_tokens=0.0, prefill_tokens=4096.0,
+                prefill_len=4096.0)
+    dp2 = PlanGrid(tp=np.array([1]), pp=1, dp=np.array([2]), ep=np.array([2]), batch=1, overlap=0)
+    with_glue = float(stage_time(MIXTRAL, c, dp2, **base).gemm_s[0])
+    eff = kernels.efficiency(c)
+    per_tok = 2 * (2 * 14336 * 2 + 14336 * 2 + 14336 * 3)
+    expected_s = 4096.0 * MIXTRAL.moe_layers * per_tok / (c.chip.memory_bandwidth_bytes_per_s * eff.glue_fraction)
+    monkeypatch.setattr(glue, "moe_ffn_bytes_per_token", lambda *a, **k: np.zeros(1))
+    without = float(stage_time(MIXTRAL, c, dp2, **base).gemm_s[0])
+    assert with_glue - without == pytest.approx(expected_s, rel=1e-9)
 
 
 def test_glue_bytes_are_priced_at_the_family_glue_rate():

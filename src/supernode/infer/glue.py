@@ -17,10 +17,20 @@ quantized GEMM input with its block scales):
                   up: h, down: F/t)
   activation      SwiGLU: read 2 F/t, write F/t (GeLU: read and write F/t), x A
 
-Scope: layers with MHA/GQA attention (the attention-side kernels) and dense gated FFNs (the FFN-side
-kernels). MLA's attention block (latent norms, split RoPE) and MoE FFNs (permute, per-expert activation and
-quantization, combine) have their own kernel lists and are not priced here: their launches keep the I13
-floor, and on Hopper I21's calibrated time per layer covers what MoE layers do besides their GEMMs.
+Scope: layers with MHA/GQA attention (the attention-side kernels), dense gated FFNs (the FFN-side kernels)
+and, since stop 25 (I30), MoE FFNs at the traffic every MoE implementation moves (a lower bound):
+
+  shared experts  as a dense FFN of width n_s F_e
+  MoE input       without a dispatch kernel (d = 1), its quantization once per token: h (A + b_f)
+  routed copies   per token-copy on the chip (c per token of the rank, c = d k r f / ep: the group's copies over
+                  the EP ranks, r and f of I15 and I17), the gated activation and the down GEMM's input
+                  quantization at the expert's width F_e / t_e, as for a dense FFN
+  combine         without a dispatch kernel, the weighted sum of the copies: read c h A, write h A
+
+A permute kernel is not counted (vLLM's fused MoE gathers rows inside its GEMM); with a dispatch kernel
+(d > 1) the dispatch writes the copies in the experts' layout at its own payload format and the combine
+kernel sums them (I18), so neither the input quantization nor the combine is counted again. MLA's attention
+block (latent norms, split RoPE) keeps the I13 floors only.
 
 Which kernels a serving stack fuses is a profile (``data/inference/glue-fusions.yaml``, ``--glue-fusion``):
 ``unfused`` (default) runs every quantization and the activation as separate kernels, as the 2025 NVFP4 paths
@@ -83,7 +93,7 @@ def describe(name: str | None) -> str:
     """One line for the assumptions list."""
     name = name or DEFAULT_FUSION
     return (f"glue kernels' activation traffic at the HBM streaming rate (I22), fusions {name!r}: "
-            f"{profile(name).title}; MLA attention blocks and MoE FFNs: kernel floors only")
+            f"{profile(name).title}; MoE FFNs at their least traffic (I30); MLA attention blocks: kernel floors only")
 
 QUANTIZED_FORMATS = tuple(f for f in WEIGHT_PRECISIONS if BYTES_PER_ELEMENT[f] < ACTIVATION_BYTES)
 
@@ -119,6 +129,24 @@ def attention_side_bytes_per_token(arch: ServingArch, formats: dict, chip_format
     return norms + rope_kv + quant
 
 
+def _activation_bytes(arch: ServingArch, f, fmt: str, chip_formats, fusion: str | None):
+    """The gated activation over an FFN slice of width ``f`` and the quantization of the down GEMM's input at
+    ``fmt`` (read the up GEMM's output, write the down GEMM's input), per token (I22)."""
+    a = ACTIVATION_BYTES
+    read_in = 2.0 * f * a if arch.model.mlp == "swiglu" else f * a
+    q = _quantized_input_bytes(fmt, chip_formats)
+    if q and fmt in profile(fusion).activation_quantized_formats:  # activation + quantization in one kernel
+        return read_in + f * (q - a)
+    return read_in + f * a + q * f
+
+
+def _ffn_bytes(arch: ServingArch, f, fmt: str, chip_formats, fusion: str | None):
+    """A dense FFN slice of width ``f`` per token (I22): its input's quantization, the activation and the down
+    GEMM's input."""
+    return _quantized_input_bytes(fmt, chip_formats) * float(arch.hidden) + _activation_bytes(
+        arch, f, fmt, chip_formats, fusion)
+
+
 def dense_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp,
                               fusion: str | None = None) -> np.ndarray:
     """Glue bytes per token of one dense FFN on one chip (I22): the activation and its inputs' quantization. With
@@ -126,23 +154,40 @@ def dense_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp
     t = np.asarray(tp, float)
     if not arch.dense_layers:
         return np.zeros_like(t)
+    return _ffn_bytes(arch, float(arch.model.ffn) / t, formats["dense_ffn"], chip_formats, fusion)
+
+
+def moe_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp, dp, expert_tp, copies,
+                            fusion: str | None = None) -> np.ndarray:
+    """Glue bytes per token of the attention-DP rank of one MoE FFN on one chip (I30, module docstring): shared
+    experts as a dense FFN; per routed copy on the chip (``copies`` per token), the activation and the down
+    GEMM's input at the expert's width over ``expert_tp``; without a dispatch kernel (``dp`` = 1) the MoE input's
+    quantization once per token and the combine of the copies."""
+    t = np.asarray(tp, float)
+    if not arch.is_moe:
+        return np.zeros_like(t)
     m = arch.model
-    f = float(m.ffn) / t
-    a = ACTIVATION_BYTES
-    read_in = 2.0 * f * a if m.mlp == "swiglu" else f * a
-    fmt = formats["dense_ffn"]
-    q = _quantized_input_bytes(fmt, chip_formats)
-    if q and fmt in profile(fusion).activation_quantized_formats:  # activation + quantization in one kernel
-        return read_in + f * (q - a) + q * float(arch.hidden)
-    return read_in + f * a + q * (float(arch.hidden) + f)
+    h, a = float(arch.hidden), ACTIVATION_BYTES
+    c = np.asarray(copies, float)
+    local = np.asarray(dp, float) <= 1.0  # no dispatch kernel: the rank quantizes its input and sums the copies
+    shared = (_ffn_bytes(arch, m.moe.shared_experts * m.moe.expert_ffn / t, formats["shared_experts"], chip_formats,
+                         fusion) if m.moe.shared_experts else 0.0)
+    fmt = formats["experts"]
+    routed = c * _activation_bytes(arch, m.moe.expert_ffn / np.asarray(expert_tp, float), fmt, chip_formats, fusion)
+    own = np.where(local, _quantized_input_bytes(fmt, chip_formats) * h + c * h * a + h * a, 0.0)
+    return shared + routed + own
 
 
 def stage_bytes(arch: ServingArch, formats: dict, chip_formats, tp, kv_precision_bytes: float,
-                tokens, dense_layers, moe_layers, fusion: str | None = None) -> np.ndarray:
+                tokens, dense_layers, moe_layers, fusion: str | None = None, moe=None) -> np.ndarray:
     """Glue bytes of one stage's layers for ``tokens`` tokens per chip (I22): the attention side on every
-    layer of an MHA/GQA model, the FFN side on its dense layers."""
+    layer of an MHA/GQA model, the FFN side on its dense layers and, given ``moe`` = (dp, expert_tp, routed
+    copies per token on the chip), on its MoE layers (I30); ``moe`` None: the MoE FFNs are not priced."""
     tok = np.asarray(tokens, float)
     layers = np.asarray(dense_layers, float) + np.asarray(moe_layers, float)
     per_tok = (layers * attention_side_bytes_per_token(arch, formats, chip_formats, tp, kv_precision_bytes, fusion)
                + np.asarray(dense_layers, float) * dense_ffn_bytes_per_token(arch, formats, chip_formats, tp, fusion))
+    if moe is not None:
+        per_tok = per_tok + np.asarray(moe_layers, float) * moe_ffn_bytes_per_token(arch, formats, chip_formats, tp,
+                                                                                    *moe, fusion)
     return tok * per_tok

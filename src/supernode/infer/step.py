@@ -256,10 +256,14 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     overlap = (plan.overlap > 0) & (q >= 2.0)
     chip_formats = tuple(chip.peak_flop_per_s)
 
-    def aux(q_tok):  # I13 kernel floors + I22 activation traffic of the glue kernels
+    def aux(q_tok):  # I13 kernel floors + I22 / I30 activation traffic of the glue kernels
+        moe = None
+        if arch.is_moe:  # routed copies per token of the rank on this chip: the group's, over the EP ranks (I17)
+            f = expert_balance_ratio(arch, plan, q_tok, routed_ratio, expert_balance)
+            moe = (plan.dp, plan.expert_tp, plan.dp * float(arch.experts_per_token) * routed_ratio * f / plan.ep)
         return kernels.aux_kernels_s(eff, dense_l, moe_l, chip,
                                      glue.stage_bytes(arch, formats, chip_formats, t, kv_precision_bytes, q_tok,
-                                                      dense_l, moe_l, glue_fusion))
+                                                      dense_l, moe_l, glue_fusion, moe))
 
     gemm_s = gemm_time(q) + aux(q)
     gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + aux(q / 2.0)), gemm_s)
