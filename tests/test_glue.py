@@ -1,6 +1,7 @@
 """Activation traffic of the non-GEMM kernels (docs/inference.md I22; infer/glue.py): hand-counted bytes per
-token for Llama-3.1-70B and (I30) a Mixtral MoE FFN, what is and is not priced (16-bit GEMMs, chips without the
-format, MLA), the price at the family's HBM streaming rate, and its size against the GEMMs on B200 and H200."""
+token for Llama-3.1-70B, (I30) a Mixtral MoE FFN and (I31) DeepSeek's MLA attention side, what is and is not
+priced (16-bit GEMMs, chips without the format), the price at the family's HBM streaming rate, and its size against
+the GEMMs on B200 and H200."""
 
 from __future__ import annotations
 
@@ -59,18 +60,41 @@ def test_sixteen_bit_gemms_and_chips_without_the_format_have_no_quantization_ker
     assert fp8 - bf == pytest.approx(3 * (8192 + 28672))
 
 
-def test_mla_attention_is_not_priced_and_moe_ffns_only_when_asked():
+def test_moe_ffns_are_priced_only_when_asked():
     fm = module_formats("fp8")
     t = np.array([1.0])
-    assert not glue.priced(DS) and glue.priced(LLAMA)
-    assert glue.attention_side_bytes_per_token(DS, fm, ALL, t, 1.0)[0] == 0.0
-    # without the MoE arguments DeepSeek's first dense layers get their FFN side only
-    dense_only = glue.stage_bytes(DS, fm, ALL, t, 1.0, 10.0, DS.dense_layers, DS.moe_layers)[0]
-    assert dense_only == pytest.approx(10.0 * DS.dense_layers * glue.dense_ffn_bytes_per_token(DS, fm, ALL, t)[0])
+    assert glue.priced(DS) and glue.priced(LLAMA)
+    # without the MoE arguments DeepSeek's MoE layers get their attention side only
+    no_moe = glue.stage_bytes(DS, fm, ALL, t, 1.0, 10.0, DS.dense_layers, DS.moe_layers)[0]
+    attn = glue.attention_side_bytes_per_token(DS, fm, ALL, t, 1.0)[0]
+    dense = glue.dense_ffn_bytes_per_token(DS, fm, ALL, t)[0]
+    assert no_moe == pytest.approx(10.0 * (DS.dense_layers * (attn + dense) + DS.moe_layers * attn))
     moe = (np.array([1.0]), np.array([1.0]), np.array([8.0]))
     both = glue.stage_bytes(DS, fm, ALL, t, 1.0, 10.0, DS.dense_layers, DS.moe_layers, None, moe)[0]
-    assert both == pytest.approx(dense_only + 10.0 * DS.moe_layers * glue.moe_ffn_bytes_per_token(
+    assert both == pytest.approx(no_moe + 10.0 * DS.moe_layers * glue.moe_ffn_bytes_per_token(
         DS, fm, ALL, t, *moe)[0])
+
+
+def test_mla_attention_side_bytes_per_token_by_hand():
+    """I31, DeepSeek-R1 at FP8 (h 7,168, 128 heads, q_lora 1,536, kv_lora 512, rope 64, v 128), FP8 KV cache: the
+    norms (8 h x 2), the latent projections' input quantized once (h x 3), the latent norms (2 x (1,536 + 512) x 2),
+    q_b's input quantized (1,536 x 3), RoPE on 128/t query heads' and the shared key's 64 dims (read and write, x 2),
+    the latent cache write (576 x 1) and o_proj's input quantized (128/t x 128 x 3): 231,744 bytes at TP1, 160,064
+    at TP8; with trtllm-1.0 and the 8-bit cache o_proj's quantization is the attention kernel's."""
+    fm = module_formats("fp8")
+    h = 7168
+
+    def by_hand(t, o_proj=True):
+        return (8 * h * 2 + h * 3 + 2 * (1536 + 512) * 2 + 1536 * 3 + 2 * (128 / t * 64 + 64) * 2 + 576
+                + (128 / t * 128 * 3 if o_proj else 0))
+    for t in (1, 8):
+        assert glue.attention_side_bytes_per_token(DS, fm, ALL, np.array([float(t)]), 1.0)[0] == pytest.approx(
+            by_hand(t))
+    assert by_hand(1) == 231_744 and by_hand(8) == 160_064
+    assert glue.attention_side_bytes_per_token(DS, fm, ALL, np.array([1.0]), 1.0, "trtllm-1.0")[0] == pytest.approx(
+        by_hand(1, o_proj=False))
+    bf16 = glue.attention_side_bytes_per_token(DS, module_formats("bf16"), ALL, np.array([1.0]), 2.0)[0]
+    assert bf16 == pytest.approx(8 * h * 2 + 2 * (1536 + 512) * 2 + 2 * (128 * 64 + 64) * 2 + 576 * 2)
 
 
 MIXTRAL = serving_arch(CAT, "mixtral-8x7b")

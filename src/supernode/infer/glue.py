@@ -30,7 +30,9 @@ and, since stop 25 (I30), MoE FFNs at the traffic every MoE implementation moves
 A permute kernel is not counted (vLLM's fused MoE gathers rows inside its GEMM); with a dispatch kernel
 (d > 1) the dispatch writes the copies in the experts' layout at its own payload format and the combine
 kernel sums them (I18), so neither the input quantization nor the combine is counted again. MLA's attention
-block (latent norms, split RoPE) keeps the I13 floors only.
+block (I31, stop 25) is priced by the same rules: the norms, each sub-16-bit GEMM input's quantization (the
+latent down-projections' h once, q's up-projection's q_lora, o_proj's H d_v / t), the q and kv latent norms, RoPE
+on the rope parts and the latent KV-cache write; the absorbed decode's batched GEMMs stay GEMMs.
 
 Which kernels a serving stack fuses is a profile (``data/inference/glue-fusions.yaml``, ``--glue-fusion``):
 ``unfused`` (default) runs every quantization and the activation as separate kernels, as the 2025 NVFP4 paths
@@ -93,7 +95,7 @@ def describe(name: str | None) -> str:
     """One line for the assumptions list."""
     name = name or DEFAULT_FUSION
     return (f"glue kernels' activation traffic at the HBM streaming rate (I22), fusions {name!r}: "
-            f"{profile(name).title}; MoE FFNs at their least traffic (I30); MLA attention blocks: kernel floors only")
+            f"{profile(name).title}; MoE FFNs (I30) and MLA attention blocks (I31) at their least traffic")
 
 QUANTIZED_FORMATS = tuple(f for f in WEIGHT_PRECISIONS if BYTES_PER_ELEMENT[f] < ACTIVATION_BYTES)
 
@@ -107,17 +109,40 @@ def _quantized_input_bytes(fmt: str, chip_formats) -> float:
 
 
 def priced(arch: ServingArch) -> bool:
-    """Whether I22 prices this model's attention-side glue (MHA/GQA attention)."""
-    return arch.attention in ("mha", "gqa")
+    """Whether I22 prices this model's attention-side glue (MHA/GQA attention; MLA since stop 25, I31)."""
+    return arch.attention in ("mha", "gqa", "mla")
+
+
+def _mla_attention_side_bytes(arch: ServingArch, formats: dict, chip_formats, t, kv_precision_bytes: float,
+                              fusion: str | None) -> np.ndarray:
+    """MLA's attention side per token on one chip (I31): the norms with their residual adds (8 h A), the latent
+    down-projections' input quantized once (h), the q and kv latent norms (read and write q_lora + kv_lora), the
+    q up-projection's input quantized (q_lora), RoPE on the rope parts of the H/t query heads and the shared key
+    (read and write), the latent KV-cache write ((kv_lora + rope) b_kv) and o_proj's input quantized (H d_v / t;
+    not with a profile whose attention writes it quantized, 8-bit KV cache)."""
+    m, a = arch.model, ACTIVATION_BYTES
+    mla = m.mla
+    h, H = float(arch.hidden), float(arch.heads)
+    q_lora = float(mla.q_lora_rank or 0)
+    rope = float(mla.qk_rope_head_dim)
+    q = _quantized_input_bytes(formats["attention"], chip_formats)
+    fused_out = profile(fusion).attention_quantized_output and kv_precision_bytes <= 1.0
+    latent_norms = 2.0 * (q_lora + mla.kv_lora_rank) * a
+    rope_rw = 2.0 * (H / t * rope + rope) * a
+    kv_write = (mla.kv_lora_rank + rope) * kv_precision_bytes
+    quant = q * (h + q_lora + (0.0 if fused_out else H * mla.v_head_dim / t))
+    return 8.0 * h * a + latent_norms + rope_rw + kv_write + quant
 
 
 def attention_side_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp,
                                    kv_precision_bytes: float, fusion: str | None = None) -> np.ndarray:
-    """Glue bytes per token of one layer's norms and attention block on one chip (I22); 0 for MLA. With a
+    """Glue bytes per token of one layer's norms and attention block on one chip (I22; MLA: I31). With a
     profile whose attention writes o_proj's quantized input (8-bit KV cache), o_proj has no quantization kernel."""
     t = np.asarray(tp, float)
     if not priced(arch):
         return np.zeros_like(t)
+    if arch.attention == "mla":
+        return _mla_attention_side_bytes(arch, formats, chip_formats, t, kv_precision_bytes, fusion)
     m = arch.model
     h, H, K, d = float(arch.hidden), float(arch.heads), float(arch.kv_heads), float(m.d_head)
     a = ACTIVATION_BYTES
