@@ -363,8 +363,12 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
                            proj_prec, weight_bytes(proj_prec))
     lm = _lm_head_s(arch, chip, eff, q, t, formats["lm_head"])
     dl, ml = (0.0, 1.0) if moe_block else (1.0, 0.0)
+    moe = None
+    if moe_block:  # the block's MoE glue (I30): routed copies per token on this chip, as in stage_time
+        f = expert_balance_ratio(arch, plan, q, 1.0, expert_balance)
+        moe = (plan.dp, plan.expert_tp, plan.dp * float(arch.experts_per_token) * f / plan.ep)
     aux = (kernels.aux_kernels_s(eff, dl, ml, chip, glue.stage_bytes(arch, block, tuple(chip.peak_flop_per_s), t,
-                                                                     kv_precision_bytes, q, dl, ml, glue_fusion))
+                                                                     kv_precision_bytes, q, dl, ml, glue_fusion, moe))
            + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
     gemm_s = attn + (moe_ffn if moe_block else dense_ffn) + proj + lm + aux
 
