@@ -68,6 +68,16 @@ class StageBreakdown:
                 if k != "overlap_applied" and v is not None}
 
 
+def _moe_glue_args(arch: ServingArch, plan: PlanGrid, q_tok, routed_ratio=1.0, expert_balance: str | None = None):
+    """The MoE arguments of :func:`supernode.infer.glue.stage_bytes` (I30): (attention-DP ranks, expert TP, routed
+    copies per token of the rank on this chip: the group's d k r f copies over the EP ranks, f of I17); None for a
+    dense model."""
+    if not arch.is_moe:
+        return None
+    f = expert_balance_ratio(arch, plan, q_tok, routed_ratio, expert_balance)
+    return plan.dp, plan.expert_tp, plan.dp * float(arch.experts_per_token) * routed_ratio * f / plan.ep
+
+
 def _layers_per_stage(arch: ServingArch, pp: np.ndarray):
     """(dense, moe) layers of the slowest stage: ceil(L/p) layers, split in the model's proportion."""
     per = np.ceil(arch.layers / pp)
@@ -256,11 +266,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     overlap = (plan.overlap > 0) & (q >= 2.0)
     chip_formats = tuple(chip.peak_flop_per_s)
 
-    def aux(q_tok):  # I13 kernel floors + I22 / I30 activation traffic of the glue kernels
-        moe = None
-        if arch.is_moe:  # routed copies per token of the rank on this chip: the group's, over the EP ranks (I17)
-            f = expert_balance_ratio(arch, plan, q_tok, routed_ratio, expert_balance)
-            moe = (plan.dp, plan.expert_tp, plan.dp * float(arch.experts_per_token) * routed_ratio * f / plan.ep)
+    def aux(q_tok):  # I13 kernel floors + I22 / I30 / I31 activation traffic of the glue kernels
+        moe = _moe_glue_args(arch, plan, q_tok, routed_ratio, expert_balance)
         return kernels.aux_kernels_s(eff, dense_l, moe_l, chip,
                                      glue.stage_bytes(arch, formats, chip_formats, t, kv_precision_bytes, q_tok,
                                                       dense_l, moe_l, glue_fusion, moe))
@@ -363,10 +370,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
                            proj_prec, weight_bytes(proj_prec))
     lm = _lm_head_s(arch, chip, eff, q, t, formats["lm_head"])
     dl, ml = (0.0, 1.0) if moe_block else (1.0, 0.0)
-    moe = None
-    if moe_block:  # the block's MoE glue (I30): routed copies per token on this chip, as in stage_time
-        f = expert_balance_ratio(arch, plan, q, 1.0, expert_balance)
-        moe = (plan.dp, plan.expert_tp, plan.dp * float(arch.experts_per_token) * f / plan.ep)
+    moe = _moe_glue_args(arch, plan, q, 1.0, expert_balance)  # the block's MoE glue (I30), as in stage_time
     aux = (kernels.aux_kernels_s(eff, dl, ml, chip, glue.stage_bytes(arch, block, tuple(chip.peak_flop_per_s), t,
                                                                      kv_precision_bytes, q, dl, ml, glue_fusion, moe))
            + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
