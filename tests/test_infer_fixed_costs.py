@@ -180,17 +180,19 @@ def test_search_states_and_prices_the_serving_stack():
 
 
 def test_h20_small_m_deepgemm_table_and_how_the_model_prices_it():
-    """DeepGEMM PR #192 on H20 (16 groups): the table's TFLOP/s give back the published microseconds. The GEMM
-    model (token half size 8) prices the original kernel (BLOCK_M 64) within +30% at m 32-160, and the swapAB
-    kernel (BLOCK_M 32, near HBM-bound: 3.1 TB/s of 4.0) 70-85% too slow: a known gap of the shared GEMM model on
-    low-FLOP chips, pinned here so that it turns red when the model learns the swapAB tile."""
+    """DeepGEMM PR #192 on H20 (16 groups): the table's TFLOP/s give back the published microseconds. At the H20's
+    own FP8 fraction (K1b, 0.96, since stop 25) the GEMM model (token half size 8) prices the original kernel
+    (BLOCK_M 64) 8-31% faster than measured at m 32-160 (the padding of 96 and 160 rows to whole 64-row blocks is not
+    in the token saturation), and the swapAB kernel (BLOCK_M 32, near HBM-bound: 3.1 TB/s of 4.0) 40-50% too slow
+    (70-85% at the family's 0.65): a known gap of the shared GEMM model on low-FLOP chips, pinned here so that it
+    turns red when the model learns the swapAB tile."""
     (f,) = [f for f in calibration.fits(CAT) if f.table.id == "deepgemm-h20-fp8-masked"]
     layouts = np.array([r[0] for r in f.table.rows])
     assert len(layouts) == 8
     assert np.allclose(f.measured_s[[0, 1, 6, 7]] / US, [257, 127, 154, 84], rtol=0.01)
     orig, swap = f.error_fraction[layouts == "masked"], f.error_fraction[layouts == "masked-swapab"]
-    assert np.all(np.abs(orig) <= 0.30)
-    assert np.all((swap >= 0.6) & (swap <= 0.9))
+    assert np.all((orig < 0.0) & (orig >= -0.32))
+    assert np.all((swap >= 0.35) & (swap <= 0.55))
 
 
 def test_cli_serving_stack_flag(run_cli):

@@ -33,28 +33,28 @@ def test_median_error_target():
     assert np.median(errs) <= 0.12 and max(errs) <= 0.30
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's median target (<= 12%) over every case is not met: 12.9% over "
+@pytest.mark.xfail(strict=True, reason="the issue's median target (<= 12%) over every case is not met: 12.4% over "
                    "82 (14.6% before stop 22 timed the MLPerf Offline runs as finite runs, drain included, I28; "
                    "14.2% before stop 23 timed the 15 client benchmarks of stated request counts the same way; "
                    "13.6% after stop 24's decode-inclusive token budgets, I29; in stop 25 14.0% with a fifth B200 "
                    "NVFP4 kernel table, 14.1% with the MI325X's own GEMM fractions, K1b, 13.0% since the MoE "
-                   "FFNs' glue traffic is priced, I30, and 12.9% with MLA's, I31); eleven cases are known gaps; "
-                   "turns red when the median is back under 12%")
+                   "FFNs' glue traffic is priced, I30, 12.9% with MLA's, I31, and 12.4% with the H20's own FP8 "
+                   "fraction); ten cases are known gaps; turns red when the median is back under 12%")
 def test_median_target_over_every_case():
     """The issue's median target (<= 12%) over every case, known gaps included."""
     errs = [abs(run_case(CAT, p).error_fraction) for p in CASES]
     assert np.median(errs) <= 0.12
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's 'no case above 30%' over every case is not met: eleven known "
+@pytest.mark.xfail(strict=True, reason="the issue's 'no case above 30%' over every case is not met: ten known "
                    "gaps (TensorRT-LLM's DeepSeek-R1-0528 NVFP4 FP8-KV run +44% as a finite run; MLPerf Llama 3.1 "
                    "405B NVFP4 with the engine's 1,536-token budget (I29, stop 24): GB200 NVL72 v5.0 +41% and v5.1 "
                    "+32%, 8 B200 v5.0 +33%; MLPerf v5.1 Llama 3.1 8B on B200 +32%; MLPerf v5.0 Mixtral 8x7B on B200 "
                    "+41% (mixed NVFP4/FP8 checkpoint priced all NVFP4); MLPerf v4.1 Llama 2 70B on 8 MI300X +33%; "
-                   "SGLang DeepSeek-R1 prefill on 8 H20 -34%; SGLang on Atlas 800I A3 +51%, +60% and +130%), whose "
-                   "files say why (stop 25 passed GB300 NVL72 405B at Blackwell Ultra's own FP4 fraction, the "
-                   "Mixtral H200 and MI325X runs with the MoE FFNs' glue, I30, and MLPerf v5.1 DeepSeek-R1 on GB200 "
-                   "NVL72 with MLA's, I31); turns red when none is")
+                   "SGLang on Atlas 800I A3 +51%, +60% and +130%), whose files say why (stop 25 passed GB300 "
+                   "NVL72 405B at Blackwell Ultra's own FP4 fraction, the Mixtral H200 and MI325X runs with the MoE "
+                   "FFNs' glue, I30, MLPerf v5.1 DeepSeek-R1 on GB200 NVL72 with MLA's, I31, and SGLang's H20 "
+                   "prefill at the H20's own FP8 fraction); turns red when none is")
 def test_no_case_above_30_percent_over_every_case():
     errs = [abs(run_case(CAT, p).error_fraction) for p in CASES]
     assert max(errs) <= 0.30

@@ -14,7 +14,7 @@ work of every iteration on the critical path (I19). Both are data in
          with EAGLE/MTP speculative decoding before spec v2 (overlap scheduler disabled; PR #12128) on one
          node, 6.10 ms when the instance's attention-DP ranks span nodes (SGLang MTP blog, two H200 nodes).
     I21  T_stage += L t_layer for a MoE model: the family's fixed time per layer beyond the priced kernels,
-         calibrated on the same two-node table (supernode.infer.calibration); Hopper 130 us, others 0.
+         calibrated on the same two-node table (supernode.infer.calibration); Hopper 128 us, others 0.
 
 How far off: I18's alpha is one kernel family's (NVLink, one-sided); DeepEP's low-latency RDMA kernels
 are reproduced within 10% at 128 tokens and EP 16-256 (README table, ``checks``), but no published
