@@ -166,7 +166,8 @@ def test_chip_own_gemm_fractions_name_catalog_chips_of_the_family(catalog):
     eff = compute.efficiency("nvidia-blackwell")
     assert eff.gemm_fraction("fp4", "gb300") == 0.46 and eff.gemm_fraction("fp4", "gb200") == 0.68
     gb300, gb200 = (resolve_cluster(catalog, c, 1).chip for c in ("gb300", "gb200"))
-    t300, t200 = (float(compute.gemm_time_s(c, eff, 16384.0, 16384.0, 16384.0, "fp4", 1.0, 0.5)) for c in (gb300, gb200))
+    t300, t200 = (float(compute.gemm_time_s(c, eff, 16384.0, 16384.0, 16384.0, "fp4", 1.0, 0.5))
+                  for c in (gb300, gb200))
     # GB300's 1.5x spec peak at 0.46 against GB200's at 0.68: about the same large-GEMM time
     assert t300 / t200 == pytest.approx((10 * 0.68) / (15 * 0.46), rel=0.02)
 

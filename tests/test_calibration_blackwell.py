@@ -26,11 +26,6 @@ def _dims(table):
     return tuple(np.array([float(r[col[c]]) for r in table.rows]) for c in ("groups", "m", "n", "k"))
 
 
-def _large(table):
-    _, m, n, k = _dims(table)
-    return np.minimum(np.minimum(m, n), k) >= 4096
-
-
 def test_blackwell_kernel_tables_load(catalog):
     tables = {t.id: t for t in calibration.kernel_tables()}
     for table_id, rows in TABLES.items():
@@ -42,13 +37,13 @@ def test_blackwell_kernel_tables_load(catalog):
 
 def test_gb200_fp8_fraction_is_the_fit_to_the_cublaslt_sweep(catalog):
     """Azure ND GB200 v6, cuBLASLt FP8 (2.83-2.91 PFLOP/s of 5 at 4096^3-32768^3): the log-least-squares fit to the five
-    shapes with every dimension >= 4096 is 0.618 (with the family's 5.0 us kernel
-    latency); at the family's value (0.64, the mean with a B300 table) each is within 14%. Known gap, the other way round from the FP4 tables: this sweep's small shapes (1024^3
-    at 4.4 us, 1024x2145x1024, 802816x192x768) run 40-65% faster than the model, whose one kernel latency is the
-    family's mean over seven sources; this turns red when the model prices them."""
+    shapes with every dimension >= 4096 is 0.618 (with the family's 5.0 us kernel latency); at the family's value
+    (0.64, the mean with a B300 table) each is within 14%. Known gap, the other way round from the FP4 tables: this
+    sweep's small shapes (1024^3 at 4.4 us, 1024x2145x1024, 802816x192x768) run 40-65% faster than the model, whose
+    one kernel latency is the family's mean over ten sources; this turns red when the model prices them."""
     f = _fit(catalog, "cublaslt-gb200-fp8")
     _, m, _, k = _dims(f.table)
-    large = _large(f.table)
+    large = f.large
     small = np.maximum(m, k) <= 1024
     assert large.sum() == 5 and small.sum() == 2
     # at the family's two-table value this table's large shapes run 3.4% slower than priced, each within 14%
@@ -97,7 +92,7 @@ def test_blackwell_fp4_fraction_is_the_mean_of_the_five_table_fits(catalog):
         chip = resolve_cluster(catalog, t.chip, 1).chip
         fits[t.id] = _fitted_fraction(t, chip)
         f = calibration.fit(t, chip)
-        assert np.max(np.abs(f.error_fraction[_large(t)])) <= 0.30, t.id
+        assert np.max(np.abs(f.error_fraction[f.large])) <= 0.30, t.id
     assert fits["cublaslt-gb200-fp4"] == pytest.approx(0.78, abs=0.01)
     assert fits["cublaslt-gb200-fp4-fa799957"] == pytest.approx(0.65, abs=0.01)
     assert fits["cublas-b200-nvfp4-torchao"] == pytest.approx(0.67, abs=0.01)

@@ -189,7 +189,8 @@ def efficiency(family: str) -> Efficiency:
         grouped_gemm_peak_fraction={k: v.value for k, v in data.grouped_gemm_fraction.items()},
         collective_bandwidth_fraction={k: v.value for k, v in data.collective_bandwidth_fraction.items()},
         ep_normal_bandwidth_fraction={k: v.value for k, v in data.ep_normal_bandwidth_fraction.items()},
-        chip_gemm_peak_fraction={c: {k: v.value for k, v in f.items()} for c, f in data.chip_gemm_peak_fraction.items()},
+        chip_gemm_peak_fraction={c: {k: v.value for k, v in f.items()}
+                                 for c, f in data.chip_gemm_peak_fraction.items()},
         overlap=ov,
         memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
         assumptions=tuple(notes),
