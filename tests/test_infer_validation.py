@@ -33,15 +33,13 @@ def test_median_error_target():
     assert np.median(errs) <= 0.12 and max(errs) <= 0.30
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's median target (<= 12%) over every case is not met: 12.4% over "
-                   "82 (14.6% before stop 22 timed the MLPerf Offline runs as finite runs, drain included, I28; "
-                   "14.2% before stop 23 timed the 15 client benchmarks of stated request counts the same way; "
-                   "13.6% after stop 24's decode-inclusive token budgets, I29; in stop 25 14.0% with a fifth B200 "
-                   "NVFP4 kernel table, 14.1% with the MI325X's own GEMM fractions, K1b, 13.0% since the MoE "
-                   "FFNs' glue traffic is priced, I30, 12.9% with MLA's, I31, and 12.4% with the H20's own FP8 "
-                   "fraction); ten cases are known gaps; turns red when the median is back under 12%")
 def test_median_target_over_every_case():
-    """The issue's median target (<= 12%) over every case, known gaps included."""
+    """The issue's median target (<= 12%) over every case, known gaps included: met since stop 26 at 11.6% over 84
+    (12.4% over 82 before; the MI355X's own CDNA 4 efficiency record moved its two ATOM cases under the median, and two
+    MLPerf v6.1 cases entered by a rule fixed before they ran, -28.8% and +1.4%). Earlier: 14.6% before stop 22's finite
+    MLPerf runs (I28), 14.2% before stop 23's finite client benchmarks, 13.6% after stop 24's token budgets (I29), 12.4%
+    after stop 25's chip GEMM fractions (K1b) and MoE / MLA glue traffic (I30, I31). A thin margin: the 42nd and 43rd of
+    84 sorted errors are 11.5% and 11.6%."""
     errs = [abs(run_case(CAT, p).error_fraction) for p in CASES]
     assert np.median(errs) <= 0.12
 
