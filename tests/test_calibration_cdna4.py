@@ -1,6 +1,6 @@
-"""The CDNA 4 (MI355X) efficiency record (data/efficiency/amd-cdna4.yaml, stop 26) against the kernel measurements it was
-fitted on: hipBLASLt BF16 / FP16 through PyTorch, AMD's hipBLASLt per-tensor FP8 baseline and AITER's MXFP4 gemm_a4w4
-on MI355X. Each test names the source's figure and turns red when the data or the family value moves away from it."""
+"""The CDNA 4 (MI355X) efficiency record (data/efficiency/amd-cdna4.yaml, stop 26) against the kernel measurements it
+was fitted on: hipBLASLt BF16 / FP16 through PyTorch, AMD's hipBLASLt per-tensor FP8 baseline and AITER's MXFP4
+gemm_a4w4 on MI355X. Each test names the source's figure and turns red when the data or the family value moves away from it."""
 
 import numpy as np
 import pytest
@@ -51,7 +51,8 @@ def test_cdna4_values_replace_the_defaults(catalog):
     """Before stop 26 the MI355X took default.yaml; its own record now gives every serving-relevant value."""
     eff = compute.efficiency("amd-cdna4")
     assert (eff.gemm_fraction("bf16"), eff.gemm_fraction("fp8"), eff.gemm_fraction("fp4")) == (0.69, 0.68, 0.51)
-    assert eff.gemm_fraction("int8") == eff.gemm_fraction("fp8") and eff.gemm_fraction("fp6") == eff.gemm_fraction("fp4")
+    assert eff.gemm_fraction("int8") == eff.gemm_fraction("fp8")
+    assert eff.gemm_fraction("fp6") == eff.gemm_fraction("fp4")
     assert eff.attention_peak_fraction == 0.52 and eff.attention_training_fraction == 0.40
     assert eff.memory_bandwidth_fraction == 0.76
     assert eff.tier_fraction("scale_up") == 0.76 and eff.tier_fraction("scale_out") == 0.75
@@ -62,7 +63,8 @@ def test_cdna4_kernel_latency_is_carried_from_cdna3_because_its_own_fit_hits_the
     """The CDNA 4 tables cannot fix t_0: the fit runs to the grid's 12 us ceiling (small hipBLASLt shapes idle most CUs,
     wave quantization the shape model lacks), so the record carries CDNA 3's hipBLASLt fit."""
     assert calibration.fit_kernel_latency_s(catalog, "amd-cdna4") >= 11.9e-6
-    assert compute.efficiency("amd-cdna4").gemm_kernel_latency_s == compute.efficiency("amd-cdna3").gemm_kernel_latency_s
+    cdna4, cdna3 = compute.efficiency("amd-cdna4"), compute.efficiency("amd-cdna3")
+    assert cdna4.gemm_kernel_latency_s == cdna3.gemm_kernel_latency_s
 
 
 def test_block_scaled_fp8_runs_far_below_the_per_tensor_fraction(mi355x):
