@@ -1,6 +1,7 @@
 """The CDNA 4 (MI355X) efficiency record (data/efficiency/amd-cdna4.yaml, stop 26) against the kernel measurements it
 was fitted on: hipBLASLt BF16 / FP16 through PyTorch, AMD's hipBLASLt per-tensor FP8 baseline and AITER's MXFP4
-gemm_a4w4 on MI355X. Each test names the source's figure and turns red when the data or the family value moves away from it."""
+gemm_a4w4 on MI355X. Each test names the source's figure and turns red when the data or the family value moves away
+from it."""
 
 import numpy as np
 import pytest
