@@ -1,18 +1,31 @@
 """I19 (multi-node host time) and I21 (fixed time per MoE layer) re-derived from their calibration table
-(data/calibration/serving/, SGLang's two-node H200 DeepSeek-V3 decode, LMSYS blog 2025-07-17, Case Study 1)."""
+(data/calibration/serving/, SGLang's two-node H200 DeepSeek-V3 decode, LMSYS blog 2025-07-17, Case Study 1), and
+I34 (a serving stack's own fixed time per MoE layer) from SGLang's one-request Qwen3-235B run on Atlas 800I A3."""
+
+import json
 
 import numpy as np
 import pytest
 
+from supernode.errors import UsageError
 from supernode.hardware import si
 from supernode.infer import calibration, fixed_costs
 from supernode.infer.search import estimate_decode
 
 
+def _table(table_id):
+    (t,) = [t for t in calibration.serving_tables() if t.id == table_id]
+    return t
+
+
 @pytest.fixture(scope="module")
 def table():
-    (t,) = calibration.serving_tables()
-    return t
+    return _table("sglang-h200-deepseek-v3-decode-2node")
+
+
+@pytest.fixture(scope="module")
+def ascend_table():
+    return _table("sglang-a3-qwen3-235b-decode-batch1")
 
 
 def test_table_is_the_published_one(table):
@@ -63,7 +76,7 @@ def test_layer_overhead_adds_layers_times_t_layer(catalog, monkeypatch):
     """I21 adds exactly L t_layer to a decode step of a MoE model and nothing to a dense one."""
     kw = dict(context_tokens=2048, batch_per_rank=4, tp=8, pp=1, dp=1, ep=8, precision="fp8", overlap=False)
     on = estimate_decode(catalog, "deepseek-r1", "h200", 8, **kw)["breakdown"]
-    monkeypatch.setattr(fixed_costs, "layer_overhead_s", lambda family, moe: 0.0)
+    monkeypatch.setattr(fixed_costs, "layer_overhead_s", lambda family, moe, stack=None: 0.0)
     off = estimate_decode(catalog, "deepseek-r1", "h200", 8, **kw)["breakdown"]
     t = float(si(fixed_costs.record().layer_overhead["nvidia-hopper"]))
     assert on["stage_s"] - off["stage_s"] == pytest.approx(61 * t, rel=1e-9)
@@ -80,3 +93,78 @@ def test_multi_node_plan_gets_the_multi_node_host_time(catalog):
     t_two = 1.0 / two["decode_tokens_per_s_per_chip"] - two["breakdown"]["stage_s"]
     assert t_one == pytest.approx(fixed_costs.host_overhead_s("sglang-spec-v1", False), rel=1e-6)
     assert t_two == pytest.approx(fixed_costs.host_overhead_s("sglang-spec-v1", True), rel=1e-6)
+
+
+# I34: a serving stack's own fixed time per MoE layer on a chip family (SGLang's Ascend backend on the 910 family)
+
+def test_ascend_stack_table_is_the_published_one(ascend_table):
+    t = ascend_table
+    assert t.serving_stack == "sglang-ascend" and t.no_overlap_tokens_per_s_per_rank is None
+    assert (t.chips, t.tp, t.dp, t.ep, t.requests_per_rank, t.draft_tokens) == (8, 8, 1, 1, 1, 4)
+    assert t.acceptance_length == 4.03
+    assert t.overlap_tokens_per_s_per_rank == pytest.approx(1 / 9.70e-3, rel=1e-3)  # 1 / mean TPOT
+
+
+def test_ascend_stack_layer_overhead_rederived_from_its_table(catalog, ascend_table):
+    fit = calibration.fit(catalog, ascend_table)
+    recorded = fixed_costs.layer_overhead_s("ascend-910", True, "sglang-ascend")
+    assert fit.family == "ascend-910" and fit.host_s is None
+    assert fit.layers == 94 + 4  # the model's layers and the draft passes, each charged t_layer
+    assert fit.measured_step_s == pytest.approx(4.03 * 9.70e-3, rel=1e-3)
+    # fails when a model change moves the residual by more than 5%: re-derive and update the record
+    assert fit.layer_overhead_s == pytest.approx(recorded, rel=0.05)
+    assert recorded == pytest.approx(
+        float(si(fixed_costs.record().stack_layer_overhead["sglang-ascend"]["ascend-910"])))
+
+
+def test_ascend_stack_row_is_reproduced(catalog, ascend_table):
+    t = ascend_table
+    r = estimate_decode(catalog, t.model, t.system, t.chips, context_tokens=t.input_tokens + t.output_tokens / 2,
+                        batch_per_rank=1, tp=8, pp=1, dp=1, ep=1, precision="int8", kv_precision="bf16",
+                        expert_balance="none", draft_tokens=4, acceptance_length=4.03,
+                        module_precision={"mtp": "bf16"}, serving_stack="sglang-ascend")
+    assert r["tpot_s"] == pytest.approx(9.70e-3, rel=0.05)
+
+
+def test_stack_layer_overhead_scope():
+    t = fixed_costs.layer_overhead_s("ascend-910", True, "sglang-ascend")
+    assert t > 0.0
+    assert fixed_costs.layer_overhead_s("ascend-910", True) == 0.0  # Huawei's own stack: no residual recorded
+    assert fixed_costs.layer_overhead_s("ascend-910", True, "overlapped") == 0.0
+    assert fixed_costs.layer_overhead_s("ascend-910", False, "sglang-ascend") == 0.0  # dense: not calibrated
+    assert fixed_costs.host_overhead_s("sglang-ascend", True) == 0.0  # spec v2: the overlap scheduler stays on
+    assert "sglang-ascend" in fixed_costs.serving_stacks()
+    assert fixed_costs.check_stack_family("sglang-ascend", "ascend-910") == "sglang-ascend"
+    with pytest.raises(UsageError, match="--serving-stack: sglang-ascend is a stack of ascend-910 chips"):
+        fixed_costs.check_stack_family("sglang-ascend", "nvidia-hopper")
+    assert "I34" in fixed_costs.describe("sglang-ascend") and "267 us" in fixed_costs.describe("sglang-ascend")
+
+
+def test_stack_layer_overhead_adds_passes_times_t_layer(catalog):
+    """I34 adds (L + m) t_layer to a decode iteration of a MoE model on the family: L in the stage, one per draft
+    pass; nothing under the default stack."""
+    kw = dict(context_tokens=4096, batch_per_rank=8, tp=1, pp=1, dp=16, ep=16, precision="int8", overlap=False,
+              expert_balance="none", draft_tokens=2, acceptance_length=2.0)
+    on = estimate_decode(catalog, "deepseek-r1", "ascend-910c", 16, serving_stack="sglang-ascend", **kw)
+    off = estimate_decode(catalog, "deepseek-r1", "ascend-910c", 16, **kw)
+    t = fixed_costs.layer_overhead_s("ascend-910", True, "sglang-ascend")
+    it_on = on["breakdown"]["stage_s"] + on["breakdown"]["draft_s"]
+    it_off = off["breakdown"]["stage_s"] + off["breakdown"]["draft_s"]
+    assert it_on - it_off == pytest.approx((61 + 2) * t, rel=1e-9)
+    assert on["breakdown"]["layer_fixed_s"] == pytest.approx(61 * t)
+    assert off["breakdown"]["layer_fixed_s"] == 0.0
+    assert on["decode_tokens_per_s_per_chip"] < off["decode_tokens_per_s_per_chip"]
+
+
+def test_stack_on_the_wrong_family_is_one_line_error(capsys):
+    from supernode.cli import main
+
+    rc = main(["infer", "deepseek-r1", "--on", "h200", "--chips", "8", "--input", "1024", "--output", "256",
+               "--serving-stack", "sglang-ascend"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--serving-stack" in err and "nvidia-hopper" in err, err
+    rc = main(["infer", "deepseek-r1", "--on", "cloudmatrix-384", "--input", "2048", "--output", "256", "--tpot",
+               "50ms", "--serving-stack", "sglang-ascend", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert any("I34" in a for a in json.loads(out)["assumptions"])

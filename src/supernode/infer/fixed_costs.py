@@ -15,6 +15,9 @@ work of every iteration on the critical path (I19). Both are data in
          node, 6.10 ms when the instance's attention-DP ranks span nodes (SGLang MTP blog, two H200 nodes).
     I21  T_stage += L t_layer for a MoE model: the family's fixed time per layer beyond the priced kernels,
          calibrated on the same two-node table (supernode.infer.calibration); Hopper 128 us, others 0.
+    I34  a serving stack calibrated on a family of its own (``stack_layer_overhead``) replaces the family's
+         t_layer where a run names it: SGLang's Ascend backend on the Ascend 910 family, from a batch-1 row
+         of SGLang's Ascend best-practice tables (supernode.infer.calibration).
 
 How far off: I18's alpha is one kernel family's (NVLink, one-sided); DeepEP's low-latency RDMA kernels
 are reproduced within 10% at 128 tokens and EP 16-256 (README table, ``checks``), but no published
@@ -78,6 +81,8 @@ class SmallBatchCosts(Strict):
     moe_kernel_floor: KernelFloors
     host_overhead: dict[str, HostOverhead]
     layer_overhead: dict[str, Quantity] = {}  # I21: chip family -> fixed time per layer of a MoE model
+    # I34: serving stack -> chip family -> its own t_layer; a stack listed here runs only on those families
+    stack_layer_overhead: dict[str, dict[str, Quantity]] = {}
     checks: list[KernelCheck]
 
 
@@ -92,7 +97,10 @@ def moe_kernel_floor_s(op: Literal["dispatch", "combine"]) -> float:
 
 
 def serving_stacks() -> tuple[str, ...]:
-    return (OVERLAPPED, *record().host_overhead)
+    """The stacks: overlapped, those with exposed host time (I19) and those with their own t_layer (I34; host
+    time overlapped unless also listed under I19)."""
+    rec = record()
+    return (OVERLAPPED, *rec.host_overhead, *(s for s in rec.stack_layer_overhead if s not in rec.host_overhead))
 
 
 def check_stack(stack: str | None) -> str:
@@ -108,29 +116,50 @@ def host_overhead_s(stack: str | None, multi_node=False):
     array over plans): the instance spans more than one scale-up domain, so its attention-DP ranks
     synchronize their batches across nodes every iteration."""
     stack = check_stack(stack)
-    if stack == OVERLAPPED:
+    if stack not in record().host_overhead:  # overlapped, or a stack with only its own t_layer (I34)
         return np.zeros(np.shape(multi_node)) if np.ndim(multi_node) else 0.0
     rec = record().host_overhead[stack]
     single, multi = float(si(rec.single_node)), float(si(rec.multi_node))
     return np.where(multi_node, multi, single) if np.ndim(multi_node) else (multi if multi_node else single)
 
 
-def layer_overhead_s(family: str, moe: bool) -> float:
+def check_stack_family(stack: str | None, family: str) -> str:
+    """``stack`` (checked) where it may run on chip ``family``: a stack with its own t_layer (I34) is calibrated
+    on the families it lists and only those."""
+    stack = check_stack(stack)
+    scope = record().stack_layer_overhead.get(stack)
+    if scope is not None and family not in scope:
+        raise UsageError(f"--serving-stack: {stack} is a stack of {', '.join(sorted(scope))} chips, "
+                         f"not of the plan's {family}")
+    return stack
+
+
+def layer_overhead_s(family: str, moe: bool, stack: str | None = None) -> float:
     """t_layer of I21 (s): fixed GPU time per layer of a forward pass of a MoE model on chip ``family``
     beyond the priced kernels (calibrated, ``supernode.infer.calibration``); 0 for a dense model and for a
-    family without a calibration (unknown, not guessed)."""
+    family without a calibration (unknown, not guessed). ``stack``: the serving stack; one calibrated on
+    ``family`` (I34, ``stack_layer_overhead``) replaces the family's value."""
     if not moe:
         return 0.0
-    q = record().layer_overhead.get(family)
+    q = record().stack_layer_overhead.get(stack or OVERLAPPED, {}).get(family)
+    if q is None:
+        q = record().layer_overhead.get(family)
     return float(si(q)) if q is not None else 0.0
 
 
 def describe(stack: str | None) -> str:
     """One line for the assumptions list."""
     stack = check_stack(stack)
-    if stack == OVERLAPPED:
-        return "host scheduling overlapped with the GPU (no per-iteration host time, I19)"
+    own = record().stack_layer_overhead.get(stack, {})
+    per = ", ".join(f"{fam} {float(si(q)) * 1e6:.0f} us" for fam, q in sorted(own.items()))
+    if stack not in record().host_overhead:
+        line = "host scheduling overlapped with the GPU (no per-iteration host time, I19)"
+        return line if not own else (f"serving stack {stack}: {line}; its own fixed time per layer of a MoE model "
+                                     f"(I34): {per}")
     rec = record().host_overhead[stack]
-    return (f"serving stack {stack}: {float(si(rec.single_node)) * 1e3:.2f} ms (one node) / "
+    line = (f"serving stack {stack}: {float(si(rec.single_node)) * 1e3:.2f} ms (one node) / "
             f"{float(si(rec.multi_node)) * 1e3:.2f} ms (attention DP across nodes) of host time per iteration not "
             "overlapped with the GPU (I19)")
+    if own:
+        line += f"; its own fixed time per layer of a MoE model (I34): {per}"
+    return line

@@ -118,8 +118,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     deployment, ``eplb`` (default: EPLB with redundant experts, as large-EP deployments run), ``none`` or
     ``ideal`` (simulated balanced routing); I17. ``serving_stack``: None / ``overlapped`` (default: host
     scheduling hidden behind the GPU) or a stack in ``data/inference/small-batch-costs.yaml`` whose host
-    time per iteration is exposed (I19). ``module_precision``: weight format per part, a mapping
-    (``{"attention": "bf16", ...}``), ``"module=format,..."`` or a recipe name from
+    time per iteration is exposed (I19) or which carries its own fixed time per MoE layer for the chip's family
+    (I34; such a stack runs only on the families it is calibrated on). ``module_precision``: weight format per
+    part, a mapping (``{"attention": "bf16", ...}``), ``"module=format,..."`` or a recipe name from
     ``data/inference/precision-recipes.yaml`` (I20); parts not named at ``precision``. ``glue_fusion``: the
     stack's glue-kernel fusions, a profile of ``data/inference/glue-fusions.yaml`` (I22; None: ``unfused``).
     ``moe_dp_padding``: the attention-DP ranks pad their MoE input to the largest rank's token count (I23,
@@ -153,7 +154,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
                    attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding),
                    admission=admission, prefill_dispatch=prefill_dispatch,
-                   weight_offload=offload.parse(weight_offload), max_num_tokens=max_num_tokens)
+                   weight_offload=offload.parse(weight_offload), max_num_tokens=max_num_tokens,
+                   serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     budget_words = (f"{opts.chunk_cap:,.0f} prompt tokens" if max_num_tokens is None else
                     f"the prompt tokens a budget of {max_num_tokens:,} leaves beside the decode"
                     f"{' and draft' if draft_tokens else ''} tokens (I29)"
@@ -441,7 +443,8 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     modules = weight_formats(cluster.chip, precision, module_precision, effective_bits)
     opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision,
                    expert_balance=expert_balance, module_precision=modules, glue_fusion=glue_fusion,
-                   weight_offload=offload.parse(weight_offload))
+                   weight_offload=offload.parse(weight_offload),
+                   serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
                          context_tokens=context_tokens, host_overhead_s=_host_s(serving_stack, cluster, plan))
@@ -454,9 +457,12 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
                      overlap: bool | None = None, kv_precision: str = "bf16",
                      attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
                      module_precision=None, glue_fusion: str | None = None, prefill_dispatch: str = "dedup",
-                     weight_offload=None, effective_bits: float | None = None) -> dict:
+                     weight_offload=None, effective_bits: float | None = None,
+                     serving_stack: str | None = None) -> dict:
     """Saturated prefill throughput of one fixed plan (validation); ``expert_balance``, ``module_precision``,
-    ``glue_fusion``, ``prefill_dispatch``, ``weight_offload`` and ``effective_bits`` as in :func:`search`."""
+    ``glue_fusion``, ``prefill_dispatch``, ``weight_offload`` and ``effective_bits`` as in :func:`search`;
+    ``serving_stack`` only for its fixed time per MoE layer (I34; a prefill forward has no per-token host time
+    here)."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -470,7 +476,8 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     modules = weight_formats(cluster.chip, precision, module_precision, effective_bits)
     opts = Options(precision, kv_precision, attention_precision=attention_precision, expert_balance=expert_balance,
                    module_precision=modules, glue_fusion=glue_fusion, prefill_dispatch=prefill_dispatch,
-                   weight_offload=offload.parse(weight_offload))
+                   weight_offload=offload.parse(weight_offload),
+                   serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
     i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))

@@ -35,7 +35,7 @@ import numpy as np
 
 from supernode.errors import UsageError
 from supernode.hardware import ClusterSpec
-from supernode.infer import balance, glue, offload, scheduling
+from supernode.infer import balance, fixed_costs, glue, offload, scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
 from supernode.infer.plan import PlanGrid, candidate_plans, memory_filled
@@ -145,6 +145,9 @@ class Options:
     # the engine's token budget per rank and iteration counting decode and draft tokens as well as prompt tokens
     # (TensorRT-LLM's max_num_tokens, vLLM's max_num_batched_tokens; I29); None: no such budget
     max_num_tokens: int | None = None
+    # the serving stack (I19's host time per iteration, applied by the search; I34: a stack calibrated on the chip's
+    # family brings its own fixed time per MoE layer); None: overlapped, the family's I21 value
+    serving_stack: str | None = None
 
     @property
     def chunk_cap(self) -> float:
@@ -163,6 +166,7 @@ class Options:
         kv_bytes(self.kv_precision)
         balance.check_mode(self.expert_balance)
         glue.profile(self.glue_fusion)
+        fixed_costs.check_stack(self.serving_stack)
         scheduling.check_admission(self.admission)
         if self.prefill_dispatch not in PREFILL_DISPATCH:
             raise UsageError(f"--prefill-dispatch: expected one of {', '.join(PREFILL_DISPATCH)}, "
@@ -278,7 +282,8 @@ def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_
                                 kv_precision_bytes=kv_bytes(opts.kv_precision),
                                 attention_precision=opts.attention_precision, decode_seqs=decode_seqs,
                                 context_tokens=context_tokens, expert_balance=opts.expert_balance,
-                                module_precision=opts.module_precision, glue_fusion=opts.glue_fusion).stage_s
+                                module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                                serving_stack=opts.serving_stack).stage_s
     return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
 
 
@@ -307,12 +312,14 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                       module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                      serving_stack=opts.serving_stack,
                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
                       prefill_len=wl.prefill_attention_tokens)
     with_chunk = stage_time(arch, cluster, plan, precision=opts.precision,
                             kv_precision_bytes=kv_bytes(opts.kv_precision), attention_precision=opts.attention_precision,
                             expert_balance=opts.expert_balance,
                             module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                            serving_stack=opts.serving_stack,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
                             prefill_len=wl.prefill_attention_tokens,
                             routed_tokens_per_rank=(None if opts.moe_dp_padding else
@@ -324,6 +331,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                        attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                        module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                       serving_stack=opts.serving_stack,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.ttft_input_tokens)
     burst = _with_offload(arch, cluster, plan, opts, burst)
@@ -347,6 +355,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                    serving_stack=opts.serving_stack,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
     br, draft = _with_drafts(arch, cluster, plan, opts, _with_offload(arch, cluster, plan, opts, br), b, ctx)
     t_step = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
@@ -365,6 +374,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                    serving_stack=opts.serving_stack,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens,
                     prefill_len=wl.prefill_attention_tokens,
                     dispatch=opts.prefill_dispatch)
