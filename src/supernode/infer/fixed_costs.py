@@ -150,16 +150,19 @@ def layer_overhead_s(family: str, moe: bool, stack: str | None = None) -> float:
 def describe(stack: str | None) -> str:
     """One line for the assumptions list."""
     stack = check_stack(stack)
-    own = record().stack_layer_overhead.get(stack, {})
-    per = ", ".join(f"{fam} {float(si(q)) * 1e6:.0f} us" for fam, q in sorted(own.items()))
-    if stack not in record().host_overhead:
-        line = "host scheduling overlapped with the GPU (no per-iteration host time, I19)"
-        return line if not own else (f"serving stack {stack}: {line}; its own fixed time per layer of a MoE model "
-                                     f"(I34): {per}")
-    rec = record().host_overhead[stack]
-    line = (f"serving stack {stack}: {float(si(rec.single_node)) * 1e3:.2f} ms (one node) / "
-            f"{float(si(rec.multi_node)) * 1e3:.2f} ms (attention DP across nodes) of host time per iteration not "
-            "overlapped with the GPU (I19)")
+    rec = record()
+    overlapped = "host scheduling overlapped with the GPU (no per-iteration host time, I19)"
+    if stack == OVERLAPPED:
+        return overlapped
+    if stack in rec.host_overhead:
+        h = rec.host_overhead[stack]
+        line = (f"serving stack {stack}: {float(si(h.single_node)) * 1e3:.2f} ms (one node) / "
+                f"{float(si(h.multi_node)) * 1e3:.2f} ms (attention DP across nodes) of host time per iteration not "
+                "overlapped with the GPU (I19)")
+    else:
+        line = f"serving stack {stack}: {overlapped}"
+    own = rec.stack_layer_overhead.get(stack, {})
     if own:
+        per = ", ".join(f"{fam} {float(si(q)) * 1e6:.0f} us" for fam, q in sorted(own.items()))
         line += f"; its own fixed time per layer of a MoE model (I34): {per}"
     return line

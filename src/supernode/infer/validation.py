@@ -94,7 +94,7 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
                              attention_precision=x.get("attention_precision"), overlap=x.get("micro_batch_overlap"),
                              # the prefill MoE kernels, a fact of the stack (I24); absent = "dedup"
                              **({"prefill_dispatch": x["prefill_dispatch"]} if "prefill_dispatch" in x else {}),
-                             **bal, **mods, **fusion)
+                             **bal, **stack, **mods, **fusion)
         return r["prefill_tokens_per_s_per_chip"]
     if kind == "offline":
         # batch: the run's sequences in flight; max_batch: the engine's cap on them (the run holds as many as fit
