@@ -37,11 +37,15 @@ def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, byte
     return np.asarray(total, dtype=float)
 
 
-def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precision: str) -> np.ndarray:
-    """Fused attention: smooth roofline (K1) of its FLOPs (K3) and streaming its KV cache from HBM (K4)."""
-    t = compute.roofline_s(eff, compute.attention_time_s(chip, eff, np.asarray(flops, float), precision,
-                                                         fp8_attention=True),
-                           compute.memory_time_s(chip, eff, np.asarray(kv_bytes, float)))
+def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precision: str,
+                prefill_flops=0.0) -> np.ndarray:
+    """Fused attention: smooth roofline (K1) of its FLOPs (K3) and streaming its KV cache from HBM (K4). ``flops``
+    run at the family's serving (decode) attention fraction, ``prefill_flops`` (prompt tokens' causal attention) at
+    its prefill attention fraction (I35)."""
+    t_math = (compute.attention_time_s(chip, eff, np.asarray(flops, float), precision, fp8_attention=True)
+              + compute.attention_time_s(chip, eff, np.asarray(prefill_flops, float), precision, fp8_attention=True,
+                                         prefill=True))
+    t = compute.roofline_s(eff, t_math, compute.memory_time_s(chip, eff, np.asarray(kv_bytes, float)))
     return np.maximum(t, eff.kernel_floor_s)
 
 

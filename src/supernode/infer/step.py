@@ -177,7 +177,7 @@ def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_toke
     flops_pre = workload.attention_core_flops(arch.model, prefill_tokens, np.asarray(prefill_len, float), True,
                                               heads_split)
     kv_read = decode_seqs * ctx * arch.kv_elements_per_token_per_layer * kv_precision_bytes / kv_split
-    return kernels.attention_s(chip, eff, flops_dec + flops_pre, kv_read, attn_precision)
+    return kernels.attention_s(chip, eff, flops_dec, kv_read, attn_precision, prefill_flops=flops_pre)
 
 
 def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, expert_precision: str, ceff,

@@ -256,3 +256,89 @@ def fit_glue_bandwidth_fraction(catalog: Catalog, family: str) -> float:
     if not per_source:
         raise ValueError(f"no glue-kernel tables for chip family {family!r} in data/glue-kernels")
     return float(np.median(list(per_source.values())))
+
+
+ATTENTION_MIN_TOKENS = 1024  # prefill rows whose query and key lengths both reach this (serving prompt chunks do)
+
+
+class AttentionKernelTable(_MeasuredTable):
+    """Published timings of prefill (context) fused attention kernels on one chip (I35): per row the shape and the
+    kernel time (``time_us``) or, where the source prints only a rate, its TFLOP/s in the source's own count
+    (``tflop_convention``: ``causal_halved`` counts half the square's FLOPs for a causal row, ``full`` all of them).
+    ``precision``: the kernel's Q/K/V input format (bf16, fp16, fp8); ``attention``: mha (GQA included) or mla."""
+
+    precision: Literal["bf16", "fp16", "fp8"]
+    attention: Literal["mha", "mla"]
+    causal: bool
+    flop_convention: str
+    tflop_convention: Literal["causal_halved", "full"] = "causal_halved"
+    rows: list[list[float | int | None]]  # None: the source does not print that column for the row
+    columns: list[Literal["batch", "q_len", "kv_len", "heads_q", "heads_kv", "head_dim_qk", "head_dim_v", "time_us",
+                          "tflop_per_s"]]
+
+
+def attention_tables() -> list[AttentionKernelTable]:
+    return _tables("attention-kernels", AttentionKernelTable)
+
+
+def attention_row_flops(table: AttentionKernelTable, row) -> float:
+    """FLOPs of one row as the model counts them (K3): 2 b h_q s_q c (d_qk + d_v), c the mean attended keys: s_kv,
+    or for a causal row whose queries are the last s_q of s_kv keys, s_kv - s_q / 2."""
+    col = {c: i for i, c in enumerate(table.columns)}
+    b, sq, skv, h, dqk, dv = (float(row[col[c]]) for c in ("batch", "q_len", "kv_len", "heads_q", "head_dim_qk",
+                                                            "head_dim_v"))
+    c = skv - sq / 2.0 if table.causal else skv
+    return 2.0 * b * h * sq * c * (dqk + dv)
+
+
+def attention_row_time_s(table: AttentionKernelTable, row) -> float:
+    """The row's kernel time: as printed, else the source's FLOPs (its own convention) over its TFLOP/s."""
+    col = {c: i for i, c in enumerate(table.columns)}
+    t = row[col["time_us"]] if "time_us" in col else None
+    if t is not None:
+        return float(t) * 1e-6
+    flops = attention_row_flops(table, row)
+    if table.causal and table.tflop_convention == "full":
+        b, sq, skv = (float(row[col[c]]) for c in ("batch", "q_len", "kv_len"))
+        flops = flops * sq * skv / (sq * (skv - sq / 2.0))  # the source counts the whole s_q x s_kv square
+    return flops / (float(row[col["tflop_per_s"]]) * 1e12)
+
+
+def attention_fractions_by_source(catalog: Catalog, family: str, precision: str,
+                                  chips: frozenset[str] | None = None) -> dict[str, float]:
+    """Per source, the median achieved / dense-peak FLOP rate of its prefill attention rows with query and key lengths
+    >= ATTENTION_MIN_TOKENS at ``precision`` (fp16 tables count as bf16) on ``chips`` (chip ids), or where ``chips`` is
+    None on the chips of ``family`` that have no own value in its efficiency file (I35); the peak is the catalog's
+    dense peak of the row's chip at the kernel's input precision."""
+    from supernode.hardware import resolve_cluster
+    from supernode.perf.compute import efficiency_file
+
+    key = "bf16" if precision == "fp16" else precision
+    data = efficiency_file(family)
+    own = set(data.chip_attention_prefill_peak_fraction) if data else set()
+    by_source: dict[str, list[float]] = defaultdict(list)
+    for t in attention_tables():
+        chip = resolve_cluster(catalog, t.chip, 1).chip
+        if ("bf16" if t.precision == "fp16" else t.precision) != key:
+            continue
+        if (chip.id not in chips) if chips is not None else (chip.family != family or chip.id in own):
+            continue
+        col = {c: i for i, c in enumerate(t.columns)}
+        for r in t.rows:
+            if min(float(r[col["q_len"]]), float(r[col["kv_len"]])) >= ATTENTION_MIN_TOKENS:
+                rate = attention_row_flops(t, r) / attention_row_time_s(t, r)
+                by_source[t.source].append(rate / chip.peak(t.precision))
+    return {s: float(np.median(v)) for s, v in by_source.items() if v}
+
+
+def fit_attention_prefill_fraction(catalog: Catalog, family: str, precision: str,
+                                   chips: frozenset[str] | None = None) -> float:
+    """The prefill attention fraction at ``precision`` (I35) of ``family`` (``chips`` None) or of the chips ``chips``:
+    the median over sources of :func:`attention_fractions_by_source`, each source weighing once. ValueError when no
+    table measures it."""
+    per_source = attention_fractions_by_source(catalog, family, precision, chips)
+    if not per_source:
+        raise ValueError(f"no prefill attention tables for chip family {family!r}"
+                         + (f" (chips {', '.join(sorted(chips))})" if chips else "")
+                         + f" at {precision} in data/attention-kernels")
+    return float(np.median(list(per_source.values())))

@@ -60,6 +60,13 @@ class EfficiencyFile(Strict):
     attention_peak_fraction: Factor  # fused attention kernel, fraction of the bf16/fp16 dense peak
     # the same in training (forward + backward, recompute), where it differs: by default attention_peak_fraction
     attention_training_peak_fraction: Factor | None = None
+    # prefill (context) attention in serving (I35): precision (bf16, fp8) -> fraction of that precision's dense peak,
+    # fitted on published prefill attention kernel tables (data/attention-kernels); absent: attention_peak_fraction
+    attention_prefill_peak_fraction: dict[Literal["bf16", "fp8"], Factor] = {}
+    # chip id -> precision -> the same, for a chip of the family whose attention datapath differs from the family's
+    # (Blackwell Ultra's doubled exponential units, the H20's capped tensor rate), fitted on its own tables; absent:
+    # the family's value
+    chip_attention_prefill_peak_fraction: dict[str, dict[Literal["bf16", "fp8"], Factor]] = {}
     memory_bandwidth_fraction: Factor  # achieved / nominal HBM bandwidth for streaming kernels
     # achieved / nominal HBM bandwidth of serving-stack glue kernels (norms, quantization, activations, RoPE) at
     # serving sizes, fitted on data/glue-kernels (I22); None: memory_bandwidth_fraction
@@ -98,6 +105,24 @@ class Efficiency:
     grouped_gemm_peak_fraction: dict[str, float] = field(default_factory=dict)  # K5, precision -> factor; absent: 1
     ep_normal_bandwidth_fraction: dict[str, float] = field(default_factory=dict)  # I24 kernels on scale-up links
     chip_gemm_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # K1b, chip -> precision -> f
+    attention_prefill_peak_fraction: dict[str, float] = field(default_factory=dict)  # I35, precision -> f
+    chip_attention_prefill_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # I35 per chip
+
+    def attention_prefill_fraction(self, precision: str, chip: str | None = None) -> float:
+        """Fraction of the dense peak at ``precision`` that prefill (context) attention kernels reach in serving (I35):
+        ``chip``'s own value where it has one, else the family's, both fitted on prefill attention kernel tables
+        (fp16 reads bf16's), else the serving attention fraction. A chip with an own value at the other precision only
+        (bf16 / fp8) takes it times the family's ratio between the two (the family's FP8 : BF16 kernel speed-up; every
+        chip of a family has the same 2 : 1 peak ratio)."""
+        key = "bf16" if precision == "fp16" else precision
+        own = self.chip_attention_prefill_peak_fraction.get(chip, {}) if chip else {}
+        fam = self.attention_prefill_peak_fraction
+        if key in own:
+            return own[key]
+        other = {"bf16": "fp8", "fp8": "bf16"}.get(key)
+        if other in own and key in fam and other in fam:
+            return own[other] * fam[key] / fam[other]
+        return fam.get(key, self.attention_peak_fraction)
 
     def ep_normal_fraction(self, kind: str) -> float:
         """Algorithm bandwidth / scale-up link bandwidth of the high-throughput MoE dispatch or combine kernel (I24;
@@ -184,6 +209,9 @@ def efficiency(family: str) -> Efficiency:
         attention_peak_fraction=data.attention_peak_fraction.value,
         attention_training_peak_fraction=(data.attention_training_peak_fraction.value
                                           if data.attention_training_peak_fraction else None),
+        attention_prefill_peak_fraction={k: v.value for k, v in data.attention_prefill_peak_fraction.items()},
+        chip_attention_prefill_peak_fraction={c: {k: v.value for k, v in f.items()}
+                                              for c, f in data.chip_attention_prefill_peak_fraction.items()},
         memory_bandwidth_fraction=data.memory_bandwidth_fraction.value,
         glue_bandwidth_fraction=data.glue_bandwidth_fraction.value if data.glue_bandwidth_fraction else None,
         grouped_gemm_peak_fraction={k: v.value for k, v in data.grouped_gemm_fraction.items()},
@@ -242,15 +270,19 @@ def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: 
 
 
 def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16",
-                     fp8_attention: bool = False, training: bool = False) -> ArrayLike:
+                     fp8_attention: bool = False, training: bool = False, prefill: bool = False) -> ArrayLike:
     """Time (s) of fused attention (QK^T, softmax, AV) doing ``flops`` FLOP (K3). FP8 training
     keeps attention in BF16 (Transformer Engine default), so a narrow GEMM precision maps to the
     bf16 peak unless FP8 attention kernels are asked for (``fp8_attention``, serving). ``training``
-    uses the family's training fraction (forward + backward kernels of training stacks)."""
+    uses the family's training fraction (forward + backward kernels of training stacks); ``prefill`` its
+    prefill (context) attention fraction at the kernel's precision (I35)."""
     narrow = ("fp8", "fp6", "fp4", "int8")
     keep = fp8_attention and precision == "fp8"
     p = "bf16" if precision in narrow and not keep and "bf16" in chip.peak_flop_per_s else precision
-    frac = eff.attention_training_fraction if training else eff.attention_peak_fraction
+    if training:
+        frac = eff.attention_training_fraction
+    else:
+        frac = eff.attention_prefill_fraction(p, chip.id) if prefill else eff.attention_peak_fraction
     return flops / (chip.peak(p) * frac)
 
 
