@@ -342,3 +342,69 @@ def fit_attention_prefill_fraction(catalog: Catalog, family: str, precision: str
                          + (f" (chips {', '.join(sorted(chips))})" if chips else "")
                          + f" at {precision} in data/attention-kernels")
     return float(np.median(list(per_source.values())))
+
+
+
+DECODE_MIN_KV_TOKENS = 1024  # per sequence
+DECODE_MIN_WORK_ITEMS = 128  # sequences x KV heads: enough independent (sequence, head) blocks to fill the GPU
+
+
+class DecodeAttentionKernelTable(_MeasuredTable):
+    """Published timings of decode (generation) attention kernels on one chip: per row the batch, the new query tokens
+    per sequence, the KV length per sequence, the heads and head dims (MLA: 1 KV head of 576 / 512), the kernel time
+    and, where printed, the source's achieved bandwidth. A check of the model's decode attention pricing (its KV
+    stream at the family's HBM streaming fraction), not a calibration input."""
+
+    attention: Literal["mha", "mla"]
+    kv_bytes_per_element: float
+    q_bytes_per_element: float
+    rows: list[list[float | int | None]]
+    columns: list[Literal["batch", "q_len", "kv_len", "heads_q", "heads_kv", "head_dim_qk", "head_dim_v", "time_us",
+                          "bytes_per_s"]]
+
+
+def decode_attention_tables() -> list[DecodeAttentionKernelTable]:
+    return _tables("decode-attention-kernels", DecodeAttentionKernelTable)
+
+
+def decode_kv_bytes(table: DecodeAttentionKernelTable, row) -> float:
+    """KV-cache bytes one row's kernel reads: b s_kv h_kv (d_qk + d_v) bytes for MHA/GQA (K and V), b s_kv d_qk for MLA
+    (one latent of 576 that is both key and value)."""
+    col = {c: i for i, c in enumerate(table.columns)}
+    b, skv, hkv, dqk, dv = (float(row[col[c]]) for c in ("batch", "kv_len", "heads_kv", "head_dim_qk", "head_dim_v"))
+    per_token = dqk if table.attention == "mla" else hkv * (dqk + dv)
+    return b * skv * per_token * table.kv_bytes_per_element
+
+
+def decode_saturated_rows(table: DecodeAttentionKernelTable) -> list:
+    """The rows of a saturated KV stream, the regime of a serving step's decode batch: MHA/GQA, one new token per
+    sequence, at least DECODE_MIN_KV_TOKENS per sequence and DECODE_MIN_WORK_ITEMS (sequence, KV head) blocks."""
+    if table.attention != "mha":
+        return []
+    col = {c: i for i, c in enumerate(table.columns)}
+    return [r for r in table.rows if float(r[col["q_len"]]) == 1 and r[col["time_us"]] is not None
+            and float(r[col["kv_len"]]) >= DECODE_MIN_KV_TOKENS
+            and float(r[col["batch"]]) * float(r[col["heads_kv"]]) >= DECODE_MIN_WORK_ITEMS]
+
+
+def decode_attention_model_ratio_by_source(catalog: Catalog, family: str, kv_format: str) -> dict[str, float]:
+    """Per source, the median of the model's decode attention time (serving attention, K3 / K4 roofline) over the
+    measured kernel time, on the saturated rows (:func:`decode_saturated_rows`) of chips of ``family`` with a
+    ``kv_format`` cache (bf16: 16-bit, fp8: 8-bit)."""
+    from supernode.hardware import resolve_cluster
+    from supernode.infer import kernels
+
+    by_source: dict[str, list[float]] = defaultdict(list)
+    for t in decode_attention_tables():
+        chip = resolve_cluster(catalog, t.chip, 1).chip
+        if chip.family != family or ("bf16" if t.kv_bytes_per_element >= 2 else "fp8") != kv_format:
+            continue
+        eff = efficiency(chip.family)
+        col = {c: i for i, c in enumerate(t.columns)}
+        for r in decode_saturated_rows(t):
+            b, sq, skv, h, dqk, dv = (float(r[col[c]]) for c in ("batch", "q_len", "kv_len", "heads_q", "head_dim_qk",
+                                                                  "head_dim_v"))
+            modelled = float(kernels.attention_s(chip, eff, 2.0 * b * sq * skv * h * (dqk + dv), decode_kv_bytes(t, r),
+                                                 "bf16"))
+            by_source[t.source].append(modelled / (float(r[col["time_us"]]) * 1e-6))
+    return {s: float(np.median(v)) for s, v in by_source.items() if v}
