@@ -125,3 +125,10 @@ def test_a_malformed_table_is_a_one_line_error_naming_the_file(tmp_path):
     with pytest.raises(CatalogError) as e:
         parse_item(p, cal.AttentionKernelTable)
     assert str(p) in str(e.value) and "precision" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_assumptions_name_the_prefill_attention_fractions():
+    line = efficiency("nvidia-blackwell").assumptions[0]
+    assert "prefill attention fractions of peak (I35): bf16 0.55, fp8 0.43" in line
+    assert "chips' own: b300 bf16 0.64; b300 fp8 0.60; gb300 bf16 0.64; gb300 fp8 0.60" in line
+    assert "I35" not in efficiency("amd-cdna3").assumptions[0]

@@ -194,8 +194,13 @@ def efficiency(family: str) -> Efficiency:
     else:
         own = "; ".join(f"{c} {p} {f.value:.2f}" for c, fs in sorted(data.chip_gemm_peak_fraction.items())
                         for p, f in sorted(fs.items()))
+        pre = ", ".join(f"{p} {f.value:.2f}" for p, f in sorted(data.attention_prefill_peak_fraction.items()))
+        pre_own = "; ".join(f"{c} {p} {f.value:.2f}" for c, fs in sorted(data.chip_attention_prefill_peak_fraction.items())
+                            for p, f in sorted(fs.items()))
         notes.append(f"efficiencies of family {family} (data/efficiency/{family}.yaml)"
-                     + (f"; chips' own large-GEMM fractions (K1b): {own}" if own else ""))
+                     + (f"; chips' own large-GEMM fractions (K1b): {own}" if own else "")
+                     + (f"; prefill attention fractions of peak (I35): {pre}" if pre else "")
+                     + (f"; chips' own: {pre_own}" if pre_own else ""))
     ov = {k: v.value for k, v in default.overlap.items()}
     ov.update({k: v.value for k, v in data.overlap.items()})
     return Efficiency(
