@@ -299,8 +299,8 @@ def attention_row_time_s(table: AttentionKernelTable, row) -> float:
         return float(t) * 1e-6
     flops = attention_row_flops(table, row)
     if table.causal and table.tflop_convention == "full":
-        b, sq, skv = (float(row[col[c]]) for c in ("batch", "q_len", "kv_len"))
-        flops = flops * sq * skv / (sq * (skv - sq / 2.0))  # the source counts the whole s_q x s_kv square
+        sq, skv = float(row[col["q_len"]]), float(row[col["kv_len"]])
+        flops *= skv / (skv - sq / 2.0)  # the source counts the whole s_q x s_kv rectangle
     return flops / (float(row[col["tflop_per_s"]]) * 1e12)
 
 
@@ -342,7 +342,6 @@ def fit_attention_prefill_fraction(catalog: Catalog, family: str, precision: str
                          + (f" (chips {', '.join(sorted(chips))})" if chips else "")
                          + f" at {precision} in data/attention-kernels")
     return float(np.median(list(per_source.values())))
-
 
 
 DECODE_MIN_KV_TOKENS = 1024  # per sequence
