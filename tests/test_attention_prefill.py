@@ -20,7 +20,7 @@ def _own_chips(family):
     return frozenset(efficiency_file(family).chip_attention_prefill_peak_fraction)
 
 
-def _group_chips(catalog, family, chip):
+def _group_chips(family, chip):
     """The chips a recorded value is fitted on: a chip's own value on every chip sharing it (b300 and gb300 share
     one), the family's on the family's chips without an own value (None: the fit's default)."""
     if chip is None:
@@ -44,7 +44,7 @@ def test_recorded_fractions_are_the_fit_on_the_tables(catalog, family, chip):
     data = efficiency_file(family)
     recorded = data.attention_prefill_peak_fraction if chip is None else data.chip_attention_prefill_peak_fraction[chip]
     for prec, factor in recorded.items():
-        fitted = cal.fit_attention_prefill_fraction(catalog, family, prec, _group_chips(catalog, family, chip))
+        fitted = cal.fit_attention_prefill_fraction(catalog, family, prec, _group_chips(family, chip))
         assert factor.value == pytest.approx(fitted, abs=0.006), (family, chip, prec)
         assert factor.kind == "derived"
 
@@ -96,7 +96,8 @@ def test_a_rate_only_causal_row_counted_full_by_its_source_is_converted():
 
 def test_chip_values_fallbacks_and_families_without_tables():
     bw, hop = efficiency("nvidia-blackwell"), efficiency("nvidia-hopper")
-    assert bw.attention_prefill_fraction("fp8", "gb300") == 0.60 and bw.attention_prefill_fraction("fp8", "b200") == 0.43
+    assert bw.attention_prefill_fraction("fp8", "gb300") == 0.60
+    assert bw.attention_prefill_fraction("fp8", "b200") == 0.43
     assert bw.attention_prefill_fraction("fp16", "gb200") == bw.attention_prefill_fraction("bf16", "gb200") == 0.55
     # the H20 has an own BF16 value only: its FP8 value is that times the family's FP8 / BF16 ratio
     assert hop.attention_prefill_fraction("fp8", "h20") == pytest.approx(0.77 * 0.36 / 0.57)

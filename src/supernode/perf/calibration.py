@@ -311,15 +311,15 @@ def attention_fractions_by_source(catalog: Catalog, family: str, precision: str,
     None on the chips of ``family`` that have no own value in its efficiency file (I35); the peak is the catalog's
     dense peak of the row's chip at the kernel's input precision."""
     from supernode.hardware import resolve_cluster
-    from supernode.perf.compute import efficiency_file
+    from supernode.perf.compute import attention_precision_key, efficiency_file
 
-    key = "bf16" if precision == "fp16" else precision
+    key = attention_precision_key(precision)
     data = efficiency_file(family)
     own = set(data.chip_attention_prefill_peak_fraction) if data else set()
     by_source: dict[str, list[float]] = defaultdict(list)
     for t in attention_tables():
         chip = resolve_cluster(catalog, t.chip, 1).chip
-        if ("bf16" if t.precision == "fp16" else t.precision) != key:
+        if attention_precision_key(t.precision) != key:
             continue
         if (chip.id not in chips) if chips is not None else (chip.family != family or chip.id in own):
             continue

@@ -83,6 +83,16 @@ class EfficiencyFile(Strict):
     memory: dict[str, Factor] = {}  # usable_memory_fraction etc. (default.yaml)
 
 
+def attention_precision_key(precision: str) -> str:
+    """The key of a prefill attention fraction (I35) for a kernel at ``precision``: fp16 shares bf16's."""
+    return "bf16" if precision == "fp16" else precision
+
+
+def _per_chip(values: dict[str, dict[str, Factor]]) -> str:
+    """'chip precision value; ...' of an efficiency file's per-chip entries, for the assumption line."""
+    return "; ".join(f"{c} {p} {f.value:.2f}" for c, fs in sorted(values.items()) for p, f in sorted(fs.items()))
+
+
 @dataclass(frozen=True)
 class Efficiency:
     """Resolved efficiencies of one chip family (plain floats) and the assumptions used."""
@@ -114,7 +124,7 @@ class Efficiency:
         (fp16 reads bf16's), else the serving attention fraction. A chip with an own value at the other precision only
         (bf16 / fp8) takes it times the family's ratio between the two (the family's FP8 : BF16 kernel speed-up; every
         chip of a family has the same 2 : 1 peak ratio)."""
-        key = "bf16" if precision == "fp16" else precision
+        key = attention_precision_key(precision)
         own = self.chip_attention_prefill_peak_fraction.get(chip, {}) if chip else {}
         fam = self.attention_prefill_peak_fraction
         if key in own:
@@ -192,11 +202,9 @@ def efficiency(family: str) -> Efficiency:
         notes.append(f"no efficiency data for chip family {family!r}: default efficiencies used "
                      f"(GEMM {default.gemm_peak_fraction['bf16'].value:.2f} of peak); treat results as indicative")
     else:
-        own = "; ".join(f"{c} {p} {f.value:.2f}" for c, fs in sorted(data.chip_gemm_peak_fraction.items())
-                        for p, f in sorted(fs.items()))
+        own = _per_chip(data.chip_gemm_peak_fraction)
         pre = ", ".join(f"{p} {f.value:.2f}" for p, f in sorted(data.attention_prefill_peak_fraction.items()))
-        pre_own = "; ".join(f"{c} {p} {f.value:.2f}" for c, fs in sorted(data.chip_attention_prefill_peak_fraction.items())
-                            for p, f in sorted(fs.items()))
+        pre_own = _per_chip(data.chip_attention_prefill_peak_fraction)
         notes.append(f"efficiencies of family {family} (data/efficiency/{family}.yaml)"
                      + (f"; chips' own large-GEMM fractions (K1b): {own}" if own else "")
                      + (f"; prefill attention fractions of peak (I35): {pre}" if pre else "")
