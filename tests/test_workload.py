@@ -14,6 +14,7 @@ PUBLISHED = {  # id: (total, active, relative tolerance)
     "llama-3.1-405b": (405.85e9, None, 0.005),
     "qwen2.5-72b": (72.7e9, None, 0.005),
     "qwen3-235b-a22b": (235e9, 22e9, 0.02),
+    "qwen3-coder-480b-a35b": (480e9, 35e9, 0.02),
     "mixtral-8x7b": (46.7e9, 12.9e9, 0.01),
     "deepseek-v3": (671e9, 37e9, 0.02),
     "deepseek-r1": (671e9, 37e9, 0.02),
