@@ -6,8 +6,6 @@ tests run without the catalog's chip files.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import supernode.rules  # noqa: F401  (registers the rules kind)
 from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Chip, Source
