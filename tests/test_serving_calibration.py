@@ -138,6 +138,8 @@ def test_stack_layer_overhead_scope():
     with pytest.raises(UsageError, match="--serving-stack: sglang-ascend is a stack of ascend-910 chips"):
         fixed_costs.check_stack_family("sglang-ascend", "nvidia-hopper")
     assert "I34" in fixed_costs.describe("sglang-ascend") and "267 us" in fixed_costs.describe("sglang-ascend")
+    assert "not applied to this dense model" in fixed_costs.describe("sglang-ascend", moe=False)
+    assert "dense" not in fixed_costs.describe("sglang-ascend", moe=True)
 
 
 def test_stack_layer_overhead_adds_passes_times_t_layer(catalog):

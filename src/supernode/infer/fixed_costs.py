@@ -147,8 +147,9 @@ def layer_overhead_s(family: str, moe: bool, stack: str | None = None) -> float:
     return float(si(q)) if q is not None else 0.0
 
 
-def describe(stack: str | None) -> str:
-    """One line for the assumptions list."""
+def describe(stack: str | None, moe: bool = True) -> str:
+    """One line for the assumptions list; ``moe`` False (a dense model) says the stack's own per-layer time,
+    calibrated on MoE models only, is not applied."""
     stack = check_stack(stack)
     rec = record()
     overlapped = "host scheduling overlapped with the GPU (no per-iteration host time, I19)"
@@ -165,4 +166,7 @@ def describe(stack: str | None) -> str:
     if own:
         per = ", ".join(f"{fam} {float(si(q)) * 1e6:.0f} us" for fam, q in sorted(own.items()))
         line += f"; its own fixed time per layer of a MoE model (I34): {per}"
+        if not moe:
+            line += (" - not applied to this dense model: no dense model is calibrated on this stack, so its "
+                     "per-layer costs are not priced (the estimate is optimistic by an amount not known)")
     return line

@@ -189,7 +189,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
             "searched"))
     if arch.is_moe:
         assumptions.append(balance.describe(expert_balance))
-    assumptions.append(fixed_costs.describe(serving_stack))
+    assumptions.append(fixed_costs.describe(serving_stack, arch.is_moe))
     assumptions.append(glue.describe(glue_fusion))
     if moe_dp_padding and arch.is_moe:
         assumptions.append("MoE input padded to the largest attention-DP rank's token count (I23): in an iteration "
