@@ -76,11 +76,22 @@ def test_layer_overhead_adds_layers_times_t_layer(catalog, monkeypatch):
     """I21 adds exactly L t_layer to a decode step of a MoE model and nothing to a dense one."""
     kw = dict(context_tokens=2048, batch_per_rank=4, tp=8, pp=1, dp=1, ep=8, precision="fp8", overlap=False)
     on = estimate_decode(catalog, "deepseek-r1", "h200", 8, **kw)["breakdown"]
-    monkeypatch.setattr(fixed_costs, "layer_overhead_s", lambda family, moe, stack=None: 0.0)
+    tp_only = estimate_decode(catalog, "deepseek-r1", "h200", 8, **{**kw, "ep": 1})["breakdown"]
+    monkeypatch.setattr(fixed_costs, "layer_overhead_s", lambda family, moe, stack=None, ep=None: 0.0)
     off = estimate_decode(catalog, "deepseek-r1", "h200", 8, **kw)["breakdown"]
     t = float(si(fixed_costs.record().layer_overhead["nvidia-hopper"]))
     assert on["stage_s"] - off["stage_s"] == pytest.approx(61 * t, rel=1e-9)
     assert on["layer_fixed_s"] == pytest.approx(61 * t)
+    # experts sharded by TP (ep 1), a deployment unlike the EP16 one it was calibrated on, take none (stop 31)
+    assert tp_only["layer_fixed_s"] == 0.0
+
+
+def test_layer_overhead_applies_with_expert_parallelism_only():
+    """I21's scope: each plan of an array takes t_layer where its ep > 1; ep None means with expert parallelism."""
+    t = fixed_costs.layer_overhead_s("nvidia-hopper", True)
+    assert t > 0.0
+    assert list(fixed_costs.layer_overhead_s("nvidia-hopper", True, None, np.array([1, 2, 8, 1]))) == [0.0, t, t, 0.0]
+    assert list(fixed_costs.layer_overhead_s("nvidia-hopper", False, None, np.array([1, 8]))) == [0.0, 0.0]
 
 
 def test_multi_node_plan_gets_the_multi_node_host_time(catalog):

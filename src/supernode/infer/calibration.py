@@ -97,7 +97,7 @@ def fit(catalog: Catalog, table: ServingCalibration) -> FixedCostFit:
                         module_precision=table.module_precision, serving_stack=table.serving_stack)
     passes = load_model(catalog, table.model).layers + m
     family = resolve_cluster(catalog, table.system, table.chips).chip.family
-    t_now = fixed_costs.layer_overhead_s(family, True, table.serving_stack)
+    t_now = float(fixed_costs.layer_overhead_s(family, True, table.serving_stack, table.ep))
     br = r["breakdown"]
     modelled = float(br["stage_s"]) + float(br.get("draft_s", 0.0)) - passes * t_now
     return FixedCostFit(table, step_overlap, host, modelled, passes, family, (step_overlap - modelled) / passes)

@@ -13,7 +13,8 @@ work of every iteration on the critical path (I19). Both are data in
          (the default: SGLang's overlap scheduler, TensorRT-LLM's overlap scheduler), 1.96 ms for SGLang
          with EAGLE/MTP speculative decoding before spec v2 (overlap scheduler disabled; PR #12128) on one
          node, 6.10 ms when the instance's attention-DP ranks span nodes (SGLang MTP blog, two H200 nodes).
-    I21  T_stage += L t_layer for a MoE model: the family's fixed time per layer beyond the priced kernels,
+    I21  T_stage += L t_layer for a MoE model run with expert parallelism (ep > 1): the family's fixed time per
+         layer beyond the priced kernels,
          calibrated on the same two-node table (supernode.infer.calibration); Hopper 128 us, others 0.
     I34  a serving stack calibrated on a family of its own (``stack_layer_overhead``) replaces the family's
          t_layer where a run names it: SGLang's Ascend backend on the Ascend 910 family, from a batch-1 row
@@ -134,17 +135,25 @@ def check_stack_family(stack: str | None, family: str) -> str:
     return stack
 
 
-def layer_overhead_s(family: str, moe: bool, stack: str | None = None) -> float:
+def layer_overhead_s(family: str, moe: bool, stack: str | None = None, ep=None):
     """t_layer of I21 (s): fixed GPU time per layer of a forward pass of a MoE model on chip ``family``
     beyond the priced kernels (calibrated, ``supernode.infer.calibration``); 0 for a dense model and for a
     family without a calibration (unknown, not guessed). ``stack``: the serving stack; one calibrated on
-    ``family`` (I34, ``stack_layer_overhead``) replaces the family's value."""
+    ``family`` (I34, ``stack_layer_overhead``) replaces the family's value. ``ep`` (a number or an array of
+    plans' expert-parallel degrees; None: as with expert parallelism): the family's value applies where the MoE
+    layers run expert parallelism (ep > 1), the deployment class it was calibrated on (attention DP16 with EP16 and
+    DeepEP on two H200 nodes); experts sharded by tensor parallelism (ep 1) take none of it (stop 31: SGLang's TP8
+    H200 runs in InferenceX's tables show no such residual). A stack's own value (I34) applies at every ep: it was
+    calibrated at ep 1 and checked at EP16."""
     if not moe:
-        return 0.0
-    q = record().stack_layer_overhead.get(stack or OVERLAPPED, {}).get(family)
-    if q is None:
-        q = record().layer_overhead.get(family)
-    return float(si(q)) if q is not None else 0.0
+        return 0.0 if ep is None else np.zeros(np.shape(ep))
+    own = record().stack_layer_overhead.get(stack or OVERLAPPED, {}).get(family)
+    if own is not None:
+        t = float(si(own))
+        return t if ep is None else np.full(np.shape(ep), t)
+    q = record().layer_overhead.get(family)
+    t = float(si(q)) if q is not None else 0.0
+    return t if ep is None else np.where(np.asarray(ep) > 1, t, 0.0)
 
 
 def describe(stack: str | None, moe: bool = True) -> str:

@@ -241,8 +241,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     dispatch/combine kernels, ``all-to-all`` (per routed copy, I18) or ``dedup`` (once per remote scale-up
     domain, I24; where the group spans several domains and two micro-batches overlap, the forwarding kernels
     take ``ep_dedup_sm_fraction`` of the SMs from the MoE layers' overlapped compute, as in training's C2).
-    ``serving_stack``: the fixed time per layer of a MoE model is the stack's own where it has one for the chip's
-    family (I34), else the family's (I21)."""
+    ``serving_stack``: the fixed time per layer of a MoE model run with expert parallelism is the stack's own where it
+    has one for the chip's family (I34), else the family's (I21)."""
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -317,9 +317,9 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     h_ep = eff.overlap.get("ep_comm_hidden_fraction", 0.0)
     exposed_overlap = np.maximum(tp_comm * (1.0 - h_tp) + moe_comm * (1.0 - h_ep), comm - local_overlap)
     exposed = np.where(overlap, exposed_overlap, comm)
-    # I21: the family's calibrated fixed time per layer of a MoE model's forward pass (0 where not calibrated);
-    # I34: the serving stack's own value where it has one for the family
-    layer_fixed = layers * fixed_costs.layer_overhead_s(chip.family, arch.is_moe, serving_stack)
+    # I21: the family's calibrated fixed time per layer of a MoE model's forward pass (0 where not calibrated, and
+    # where the experts are sharded by TP, ep 1); I34: the serving stack's own value where it has one for the family
+    layer_fixed = layers * fixed_costs.layer_overhead_s(chip.family, arch.is_moe, serving_stack, plan.ep)
     stage = np.where(overlap, local_overlap, local) + exposed + layer_fixed
     return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
                           pp_comm_s=pp_comm, exposed_comm_s=exposed, stage_s=stage + pp_comm,
@@ -395,7 +395,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     moe_comm = np.where(plan.stage_chips > 1, a2a, 0.0) if moe_block else np.zeros_like(tp_comm)
     comm = tp_comm + moe_comm
     zero = np.zeros_like(comm)
-    layer_fixed = fixed_costs.layer_overhead_s(chip.family, arch.is_moe, serving_stack)  # I21 / I34: one block's pass
+    # I21 / I34: one block's pass (ep > 1 only)
+    layer_fixed = fixed_costs.layer_overhead_s(chip.family, arch.is_moe, serving_stack, plan.ep)
     return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
                           pp_comm_s=zero, exposed_comm_s=comm, stage_s=gemm_s + attention_s + comm + layer_fixed,
                           layer_fixed_s=np.broadcast_to(layer_fixed, np.shape(comm)).astype(float),
