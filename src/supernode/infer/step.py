@@ -185,7 +185,8 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
     """Collectives of ONE layer for ``q`` tokens per attention-DP rank (I5): (one all-reduce of q D
     BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine over the stage's
     chips, q/t k D each way, by the MoE all-to-all kernels (I18); 0 for a dense model, and 0 with one
-    attention group over the stage (dp = 1), whose FFN all-reduce combines the experts' outputs). ``a2a_scale``: the all-to-all's bytes on its
+    attention group over the stage (dp = 1), whose FFN all-reduce combines the experts' outputs). ``a2a_scale``: the
+    all-to-all's bytes on its
     slowest chip over q/t k D (I17: the most loaded EP rank receives f times the mean). The caller zeroes
     the all-to-all on one chip. ``expert_precision``: the routed experts' weight format, which sets the
     dispatch bytes per element (``dispatch_bytes``; combine is BF16). ``dispatch``: ``all-to-all`` (every

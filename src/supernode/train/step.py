@@ -722,7 +722,8 @@ def _dims(m: ModelSpec) -> tuple[int, int]:
 def validity(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, plan: Plan) -> tuple[Any, list[tuple[str, Any]]]:
     """Boolean mask of structurally valid configurations and (parameter, failing-mask) pairs.
 
-    Rules: t·c·d·p = chips; heads and kv heads divisible by t (MLA: heads); p·v <= L (L + 2 with the balanced split); v > 1 needs
+    Rules: t·c·d·p = chips; heads and kv heads divisible by t (MLA: heads); p·v <= L (L + 2 with the balanced split);
+    v > 1 needs
     p > 1 and m divisible by p (Megatron interleaved schedule); B divisible by d·b; s divisible by
     2c (load-balanced ring attention); e divides d and the routed experts (e = 1 for dense)."""
     shape = np.shape(plan.arrays().tp)
