@@ -102,3 +102,13 @@ def test_si_conversion_once_at_load(catalog):
     assert per_chip_per_direction(h100.scale_up.bandwidth) == pytest.approx(450e9)
     # 400 Gb/s NIC = 50 GB/s
     assert per_chip_per_direction(h100.scale_out.bandwidth) == pytest.approx(50e9)
+
+
+def test_b200_device_memory_is_the_nvidia_smi_total(catalog):
+    """B200: the driver exposes 183,359 MiB (nvidia-smi in TensorRT-LLM issue #10278 and other public logs), 192.3e9
+    bytes, more than the marketed 180 GB; the models fit plans into it, comparisons keep the marketed capacity."""
+    from supernode.hardware import chip_spec, si
+
+    b200 = catalog.chip("b200")
+    assert chip_spec(b200).memory_bytes == pytest.approx(183359 * 2**20)
+    assert si(b200.memory.capacity) == pytest.approx(180e9)

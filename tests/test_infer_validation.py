@@ -53,7 +53,7 @@ def test_median_target_over_every_case():
                    "concurrency 4-64, +32% to +60%, five points entered by a rule fixed before they were estimated; "
                    "TensorRT-LLM's DeepSeek-R1-0528 NVFP4 FP8-KV run +43% as a finite run; MLPerf Llama 3.1 "
                    "405B NVFP4 with the engine's 1,536-token budget (I29, stop 24): GB200 NVL72 v5.0 +40% and v5.1 "
-                   "+31%, 8 B200 v5.0 +31%; MLPerf v4.1 Llama 2 70B on 8 MI300X +33%; SGLang's Qwen3-235B on Atlas "
+                   "+31%, 8 B200 v5.0 +33%; MLPerf v4.1 Llama 2 70B on 8 MI300X +33%; SGLang's Qwen3-235B on Atlas "
                    "800I A3 +49%), whose files say why (stop 25 passed GB300 NVL72 405B at Blackwell Ultra's "
                    "own FP4 fraction, the Mixtral H200 and MI325X runs with the MoE FFNs' glue, I30, MLPerf v5.1 "
                    "DeepSeek-R1 on GB200 NVL72 with MLA's, I31, and SGLang's H20 prefill at the H20's own FP8 "
