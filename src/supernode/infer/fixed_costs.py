@@ -145,15 +145,13 @@ def layer_overhead_s(family: str, moe: bool, stack: str | None = None, ep=None):
     DeepEP on two H200 nodes); experts sharded by tensor parallelism (ep 1) take none of it (stop 31: SGLang's TP8
     H200 runs in InferenceX's tables show no such residual). A stack's own value (I34) applies at every ep: it was
     calibrated at ep 1 and checked at EP16."""
-    if not moe:
-        return 0.0 if ep is None else np.zeros(np.shape(ep))
-    own = record().stack_layer_overhead.get(stack or OVERLAPPED, {}).get(family)
-    if own is not None:
-        t = float(si(own))
-        return t if ep is None else np.full(np.shape(ep), t)
-    q = record().layer_overhead.get(family)
-    t = float(si(q)) if q is not None else 0.0
-    return t if ep is None else np.where(np.asarray(ep) > 1, t, 0.0)
+    t, every_ep = 0.0, True
+    if moe:
+        own = record().stack_layer_overhead.get(stack or OVERLAPPED, {}).get(family)
+        q = own if own is not None else record().layer_overhead.get(family)
+        t = float(si(q)) if q is not None else 0.0
+        every_ep = own is not None
+    return t if ep is None else np.where(every_ep | (np.asarray(ep) > 1), t, 0.0)
 
 
 def describe(stack: str | None, moe: bool = True) -> str:
