@@ -171,9 +171,10 @@ def register(app: typer.Typer) -> None:
                                            "step (I17)."),
         serving_stack: str = typer.Option("overlapped", "--serving-stack", help="Host time per iteration (I19): "
                                           "overlapped (default; scheduler runs one batch ahead of the GPU), "
-                                          "sglang-spec-v1 (SGLang speculative decoding without the overlap scheduler) "
-                                          "or sglang-ascend (SGLang's Ascend NPU backend, Ascend 910 chips only: its "
-                                          "own fixed time per MoE layer, I34)."),
+                                          "sglang-spec-v1 (SGLang speculative decoding without the overlap scheduler), "
+                                          "sglang-ascend (SGLang's Ascend NPU backend, Ascend 910 chips only) or "
+                                          "sglang-rocm (SGLang's ROCm backend, CDNA 3 chips only): the last two "
+                                          "carry their own fixed time per MoE layer, I34."),
         glue_fusion: str = typer.Option("unfused", "--glue-fusion", help="Glue kernels the serving stack fuses "
                                         "(I22): unfused (default; a quantization kernel before every FP8/FP4 GEMM "
                                         "input) or trtllm-1.0 (attention writes o_proj's quantized input; FP8 SwiGLU "
