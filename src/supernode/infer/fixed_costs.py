@@ -18,7 +18,8 @@ work of every iteration on the critical path (I19). Both are data in
          calibrated on the same two-node table (supernode.infer.calibration); Hopper 128 us, others 0.
     I34  a serving stack calibrated on a family of its own (``stack_layer_overhead``) replaces the family's
          t_layer where a run names it: SGLang's Ascend backend on the Ascend 910 family, from a batch-1 row
-         of SGLang's Ascend best-practice tables (supernode.infer.calibration).
+         of SGLang's Ascend best-practice tables; SGLang's ROCm backend on CDNA 3 (sglang-rocm), from a 4-request
+         row of an InferenceX MI325X run (supernode.infer.calibration).
 
 How far off: I18's alpha is one kernel family's (NVLink, one-sided); DeepEP's low-latency RDMA kernels
 are reproduced within 10% at 128 tokens and EP 16-256 (README table, ``checks``), but no published
