@@ -1,6 +1,7 @@
 """I19 (multi-node host time) and I21 (fixed time per MoE layer) re-derived from their calibration table
 (data/calibration/serving/, SGLang's two-node H200 DeepSeek-V3 decode, LMSYS blog 2025-07-17, Case Study 1), and
-I34 (a serving stack's own fixed time per MoE layer) from SGLang's one-request Qwen3-235B run on Atlas 800I A3."""
+I34 (a serving stack's own fixed time per MoE layer) from SGLang's one-request Qwen3-235B run on Atlas 800I A3 and
+from InferenceX's 4-request SGLang ROCm run on 8 MI325X (sglang-rocm)."""
 
 import json
 
