@@ -37,8 +37,11 @@ def heuristic(tp: int, nvml_gib: float, params: float, bytes_per_param: float, i
         max_bs = max(64, 32 * math.ceil(bs / 32))
     else:
         max_bs = (128 if bs < 1024 else 256) * math.ceil(bs / (128 if bs < 1024 else 256))
-    step = 256 if tokens < 4096 else 512 if tokens < 8192 else 1024
-    max_tokens = max(2048 if tokens < 4096 else 0, step * math.ceil(tokens / step))
+    if tokens < 4096:
+        max_tokens = max(2048, 256 * math.ceil(tokens / 256))  # at least 2,048 for context/generation overlap
+    else:
+        step = 512 if tokens < 8192 else 1024
+        max_tokens = step * math.ceil(tokens / step)
     return max_bs, max(max_tokens, isl + max_bs)
 
 
