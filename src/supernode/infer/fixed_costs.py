@@ -14,8 +14,8 @@ work of every iteration on the critical path (I19). Both are data in
          with EAGLE/MTP speculative decoding before spec v2 (overlap scheduler disabled; PR #12128) on one
          node, 6.10 ms when the instance's attention-DP ranks span nodes (SGLang MTP blog, two H200 nodes).
     I21  T_stage += L t_layer for a MoE model run with expert parallelism (ep > 1): the family's fixed time per
-         layer beyond the priced kernels,
-         calibrated on the same two-node table (supernode.infer.calibration); Hopper 128 us, others 0.
+         layer beyond the priced kernels, calibrated on the same two-node table (supernode.infer.calibration);
+         Hopper 128 us, others 0.
     I34  a serving stack calibrated on a family of its own (``stack_layer_overhead``) replaces the family's
          t_layer where a run names it: SGLang's Ascend backend on the Ascend 910 family, from a batch-1 row
          of SGLang's Ascend best-practice tables; SGLang's ROCm backend on CDNA 3 (sglang-rocm), from a 4-request
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from supernode.catalog.loader import builtin_dir, parse_item
 from supernode.catalog.schema import Quantity, Strict
@@ -136,7 +137,8 @@ def check_stack_family(stack: str | None, family: str) -> str:
     return stack
 
 
-def layer_overhead_s(family: str, moe: bool, stack: str | None = None, ep=None):
+def layer_overhead_s(family: str, moe: bool, stack: str | None = None,
+                     ep: ArrayLike | None = None) -> float | np.ndarray:
     """t_layer of I21 (s): fixed GPU time per layer of a forward pass of a MoE model on chip ``family``
     beyond the priced kernels (calibrated, ``supernode.infer.calibration``); 0 for a dense model and for a
     family without a calibration (unknown, not guessed). ``stack``: the serving stack; one calibrated on

@@ -115,9 +115,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap; ``max_batch``: a cap on the batch, as a
     serving engine's maximum batch). Unless the batch is fixed, each plan is tried at power-of-two batches per rank
     and at the largest batch that fits in memory (at most ``max_batch``). ``expert_balance``: the expert-load
-    balancer of the
-    deployment, ``eplb`` (default: EPLB with redundant experts, as large-EP deployments run), ``none`` or
-    ``ideal`` (simulated balanced routing); I17. ``serving_stack``: None / ``overlapped`` (default: host
+    balancer of the deployment, ``eplb`` (default: EPLB with redundant experts, as large-EP deployments run),
+    ``none`` or ``ideal`` (simulated balanced routing); I17. ``serving_stack``: None / ``overlapped`` (default: host
     scheduling hidden behind the GPU) or a stack in ``data/inference/small-batch-costs.yaml`` whose host
     time per iteration is exposed (I19) or which carries its own fixed time per MoE layer for the chip's family
     (I34; such a stack runs only on the families it is calibrated on). ``module_precision``: weight format per

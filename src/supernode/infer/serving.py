@@ -419,8 +419,8 @@ def join(a: Evaluation, b: Evaluation) -> Evaluation:
 def with_memory_filled(evaluate, plan: PlanGrid, first: Evaluation, cap=None) -> Evaluation:
     """``first`` (= ``evaluate(plan)``) joined with every plan evaluated at the largest batch that fits (I8),
     at most ``cap`` (a batch, or a function of a plan grid giving one per plan, None per plan for no cap): the
-    power-of-two batches of the grid miss the memory-limited batch at which a throughput
-    run operates (a serving engine admits sequences until its KV cache or its maximum batch is full). The
+    power-of-two batches of the grid miss the memory-limited batch at which a throughput run operates (a serving
+    engine admits sequences until its KV cache or its maximum batch is full). The
     memory verdict's largest batch is taken at each plan's own forward size; where the filled batch's larger
     forward no longer fits, it is re-taken once at that size."""
     def capped(pl: PlanGrid):

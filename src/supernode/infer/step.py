@@ -186,10 +186,9 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
     BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine over the stage's
     chips, q/t k D each way, by the MoE all-to-all kernels (I18); 0 for a dense model, and 0 with one
     attention group over the stage (dp = 1), whose FFN all-reduce combines the experts' outputs). ``a2a_scale``: the
-    all-to-all's bytes on its
-    slowest chip over q/t k D (I17: the most loaded EP rank receives f times the mean). The caller zeroes
-    the all-to-all on one chip. ``expert_precision``: the routed experts' weight format, which sets the
-    dispatch bytes per element (``dispatch_bytes``; combine is BF16). ``dispatch``: ``all-to-all`` (every
+    all-to-all's bytes on its slowest chip over q/t k D (I17: the most loaded EP rank receives f times the mean).
+    The caller zeroes the all-to-all on one chip. ``expert_precision``: the routed experts' weight format, which
+    sets the dispatch bytes per element (``dispatch_bytes``; combine is BF16). ``dispatch``: ``all-to-all`` (every
     routed copy sent to its expert's chip: the low-latency kernels of decode, I18) or ``dedup`` (once per remote
     scale-up domain, then forwarded: the high-throughput kernels of prefill, I24)."""
     ab = ACTIVATION_BYTES
@@ -242,8 +241,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     dispatch/combine kernels, ``all-to-all`` (per routed copy, I18) or ``dedup`` (once per remote scale-up
     domain, I24; where the group spans several domains and two micro-batches overlap, the forwarding kernels
     take ``ep_dedup_sm_fraction`` of the SMs from the MoE layers' overlapped compute, as in training's C2).
-    ``serving_stack``: the fixed time per layer of a MoE model run with expert parallelism is the stack's own where it
-    has one for the chip's family (I34), else the family's (I21)."""
+    ``serving_stack``: the fixed time per layer of a MoE model is the stack's own where it has one for the chip's
+    family (I34, at every ep), else the family's (I21, only where the plan runs expert parallelism, ep > 1)."""
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -396,7 +395,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     moe_comm = np.where(plan.stage_chips > 1, a2a, 0.0) if moe_block else np.zeros_like(tp_comm)
     comm = tp_comm + moe_comm
     zero = np.zeros_like(comm)
-    # I21 / I34: one block's pass (ep > 1 only)
+    # I21 / I34: one block's pass (I21 only where ep > 1; a stack's own I34 value at every ep)
     layer_fixed = fixed_costs.layer_overhead_s(chip.family, arch.is_moe, serving_stack, plan.ep)
     return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
                           pp_comm_s=zero, exposed_comm_s=comm, stage_s=gemm_s + attention_s + comm + layer_fixed,

@@ -723,8 +723,7 @@ def validity(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, plan: Plan) -
     """Boolean mask of structurally valid configurations and (parameter, failing-mask) pairs.
 
     Rules: t·c·d·p = chips; heads and kv heads divisible by t (MLA: heads); p·v <= L (L + 2 with the balanced split);
-    v > 1 needs
-    p > 1 and m divisible by p (Megatron interleaved schedule); B divisible by d·b; s divisible by
+    v > 1 needs p > 1 and m divisible by p (Megatron interleaved schedule); B divisible by d·b; s divisible by
     2c (load-balanced ring attention); e divides d and the routed experts (e = 1 for dense)."""
     shape = np.shape(plan.arrays().tp)
     checks = [(name, np.reshape(mask, shape)) for name, mask in evaluation(m, cluster, w, plan).checks()]
