@@ -127,6 +127,26 @@ def test_unknown_id_on_command_line(run_cli):
     assert code == 2 and "nvl1000" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("typed, first", [("cloudmatrix384", "cloudmatrix-384"), ("GB200-NVL72x", "gb200-nvl72"),
+                                           ("ascend910c", "ascend-910c")])
+def test_mistyped_on_id_suggests_the_catalog_id(run_cli, typed, first):
+    code, out, err = run_cli("infer", "deepseek-r1", "--on", typed, "--input", "100", "--output", "10")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"did you mean {first}" in err
+
+
+def test_mistyped_model_id_suggests_the_catalog_id(run_cli):
+    code, _, err = run_cli("infer", "llama3.1-70b", "--on", "h100", "--chips", "8")
+    assert code == 2 and "did you mean llama-3.1-70b" in err and len(err.strip().splitlines()) == 1
+
+
+def test_close_ids_is_empty_when_nothing_is_close():
+    from supernode.errors import close_ids
+
+    assert close_ids("zzz", ["h100", "b200"]) == [] and close_ids("--", ["h100"]) == []
+    assert close_ids("H-100", ["h100", "h200", "gh100"]) == ["h100", "gh100"]
+
+
 def test_missing_catalog_dir(tmp_path, run_cli):
     code, _, err = run_cli("--catalog", str(tmp_path / "nope"), "catalog", "chips")
     assert code == 2 and "does not exist" in err

@@ -17,3 +17,30 @@ class UsageError(SupernodeError):
     """Bad input on the command line or API: unknown id, impossible configuration."""
 
     exit_code = 2
+
+
+def close_ids(key: str, ids, limit: int = 5) -> list[str]:
+    """Catalog ids a mistyped ``key`` probably meant, for an error's "did you mean" hint: ids that contain it or that
+    it contains once case and separators are ignored (``cloudmatrix384`` -> ``cloudmatrix-384``), then near spellings
+    (difflib ratio >= 0.75 on the same normalized form). Empty when nothing is close."""
+    import difflib
+    import re
+
+    def norm(s: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", s.lower())
+
+    k = norm(key)
+    by_norm: dict[str, list[str]] = {}
+    for i in ids:
+        by_norm.setdefault(norm(i), []).append(i)
+    if not k:
+        return []
+    # the same id but for case and separators, then ids that contain the key, then the longest ids the key contains
+    exact = [i for i in sorted(by_norm.get(k, []))]
+    longer = sorted((i for n, g in by_norm.items() if k in n and n != k for i in g), key=lambda i: (len(norm(i)), i))
+    shorter = sorted((i for n, g in by_norm.items() if n and n in k and n != k for i in g), key=lambda i: (-len(norm(i)), i))
+    hits = exact + longer + shorter
+    if not hits:
+        near = difflib.get_close_matches(k, list(by_norm), n=limit, cutoff=0.75)
+        hits = [i for n in near for i in sorted(by_norm[n])]
+    return hits[:limit]

@@ -15,7 +15,7 @@ from typing import Mapping
 from supernode import units
 from supernode.catalog.loader import Catalog
 from supernode.catalog.schema import Bandwidth, Chip, Link, Quantity, System
-from supernode.errors import UsageError
+from supernode.errors import UsageError, close_ids
 
 
 def si(q: Quantity | None) -> float | None:
@@ -228,4 +228,6 @@ def resolve_cluster(catalog: Catalog, on: str, chips: int | None = None) -> Clus
         chip = catalog.chips[on]
         node = int(si(chip.scale_up.domain_size) or 1) if chip.scale_up is not None else 1
         return _generic(chip, chips or node)
-    raise UsageError(f"--on: unknown system or chip id {on!r}; see `supernode catalog systems` and `catalog chips`")
+    close = close_ids(on, [*catalog.systems, *catalog.chips])
+    hint = f"did you mean {', '.join(close)}?" if close else "see `supernode catalog systems` and `catalog chips`"
+    raise UsageError(f"--on: unknown system or chip id {on!r}; {hint}")

@@ -96,12 +96,12 @@ class Catalog:
 
 
 def _get(table: dict[str, Any], key: str, what: str) -> Any:
-    from supernode.errors import UsageError
+    from supernode.errors import UsageError, close_ids
 
     try:
         return table[key]
     except KeyError:
-        close = sorted(k for k in table if key.lower() in k or k in key.lower())[:5]
+        close = close_ids(key, table)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; see `supernode catalog {what}s`"
         raise UsageError(f"unknown {what} id {key!r}{hint}") from None
 

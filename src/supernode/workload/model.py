@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from supernode.catalog import loader
 from supernode.catalog.loader import Catalog, parse_item
 from supernode.catalog.schema import Quantity, Strict
-from supernode.errors import UsageError
+from supernode.errors import UsageError, close_ids
 
 KIND = "models"
 
@@ -164,7 +164,7 @@ def load_model(catalog: Catalog, ref: str | Path) -> ModelSpec:
         if not path.is_file():
             raise UsageError(f"MODEL: file {path} does not exist")
         return parse_item(path, ModelSpec)
-    close = sorted(k for k in table if key.lower() in k or k in key.lower())[:5]
+    close = close_ids(key, table)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see `supernode catalog models` or pass a YAML file"
     raise UsageError(f"MODEL: unknown model id {key!r}{hint}")
 
