@@ -68,6 +68,42 @@ def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.n
     return compute.tier_bw_efficiency(cluster, eff)
 
 
+def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n, ceff) -> np.ndarray:
+    """One tensor-parallel all-reduce of ``size_bytes`` per rank over ``n`` ranks (C3). The serving stacks run their
+    own one-shot / two-shot kernels up to a message limit (``custom_all_reduce_max_bytes``: 16 MB for 1-2 ranks, 8 MB
+    above in TensorRT-LLM; 8 MiB in vLLM / SGLang) and hand larger messages to NCCL / RCCL. Below the limit, and for
+    families without a fit: the hierarchical all-reduce (:func:`supernode.perf.collectives.all_reduce_s`: the tier's
+    latency per step, the scale-up collective fraction). At or above it, inside the scale-up domain, on a family with
+    ``nccl_all_reduce``: the library's measured curve (:func:`supernode.perf.collectives.library_all_reduce_s`,
+    latency per step and bandwidth fraction fitted on published all_reduce_perf sweeps)."""
+    size = np.asarray(size_bytes, float)
+    n = np.asarray(n)
+    base = coll.all_reduce_s(cluster, size, n, 1, ceff)
+    lib = eff.nccl_all_reduce
+    tier = cluster.tiers[0]
+    if not lib or tier.level != "scale_up":
+        return base
+    nf = n.astype(float)
+    limit = np.where(nf <= 2, eff.custom_all_reduce_max_bytes["tp_le_2"], eff.custom_all_reduce_max_bytes["tp_gt_2"])
+    library = coll.library_all_reduce_s(2.0 * (nf - 1.0) / np.maximum(nf, 1.0) * size, nf,
+                                        tier.bandwidth_bytes_per_s, lib["latency_step_s"], lib["bandwidth_fraction"])
+    return np.where((nf > 1) & (nf <= tier.domain_chips) & (size >= limit), library, base)
+
+
+def describe_tp_all_reduce(eff: compute.Efficiency) -> str:
+    """The assumption line of :func:`tp_all_reduce_s` for a family."""
+    lim = eff.custom_all_reduce_max_bytes
+    head = (f"TP all-reduce (C3): the serving stack's own kernels up to {lim['tp_le_2'] / 1e6:g} MB per rank at TP <= 2 "
+            f"and {lim['tp_gt_2'] / 1e6:g} MB above (TensorRT-LLM; vLLM / SGLang 8 MiB), ")
+    lib = eff.nccl_all_reduce
+    if not lib:
+        return head + (f"NCCL / RCCL above; no published all-reduce sweeps fitted for family {eff.family}, so every "
+                       "size at the scale-up collective fraction")
+    return head + (f"NCCL / RCCL above at {lib['latency_step_s'] * 1e6:.1f} us per step and "
+                   f"{lib['bandwidth_fraction']:.2f} of the scale-up bandwidth (fitted on published all_reduce_perf "
+                   "sweeps, data/collective-kernels)")
+
+
 def moe_dispatch_s(cluster: ClusterSpec, size_bytes, n, ceff) -> np.ndarray:
     """One MoE dispatch kernel (I18): alpha_d + the all-to-all's bandwidth term for ``size_bytes`` per chip
     over ``n`` chips (:func:`supernode.perf.collectives.moe_a2a_kernel_s`; alpha_d from

@@ -191,6 +191,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         assumptions.append(balance.describe(expert_balance))
     assumptions.append(fixed_costs.describe(serving_stack, arch.is_moe))
     assumptions.append(glue.describe(glue_fusion))
+    assumptions.append(kernels.describe_tp_all_reduce(eff))
     if moe_dp_padding and arch.is_moe:
         assumptions.append("MoE input padded to the largest attention-DP rank's token count (I23): in an iteration "
                            "where one rank prefills, the routed experts see every rank at its load")

@@ -183,7 +183,8 @@ def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_toke
 def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, expert_precision: str, ceff,
                   a2a_scale=1.0, dispatch: str = "all-to-all"):
     """Collectives of ONE layer for ``q`` tokens per attention-DP rank (I5): (one all-reduce of q D
-    BF16 activations over the t-way TP group, 0 without TP; one MoE dispatch + combine over the stage's
+    BF16 activations over the t-way TP group, 0 without TP, by ``kernels.tp_all_reduce_s`` (C3: the stacks'
+    own kernels below their message limit, NCCL / RCCL above); one MoE dispatch + combine over the stage's
     chips, q/t k D each way, by the MoE all-to-all kernels (I18); 0 for a dense model, and 0 with one
     attention group over the stage (dp = 1), whose FFN all-reduce combines the experts' outputs). ``a2a_scale``: the
     all-to-all's bytes on its slowest chip over q/t k D (I17: the most loaded EP rank receives f times the mean).
@@ -193,7 +194,8 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
     scale-up domain, then forwarded: the high-throughput kernels of prefill, I24)."""
     ab = ACTIVATION_BYTES
     D = float(arch.hidden)
-    ar = np.where(plan.tp > 1, coll.all_reduce_s(cluster, q * D * ab, plan.tp, 1, ceff), 0.0)
+    ar = np.where(plan.tp > 1, kernels.tp_all_reduce_s(cluster, kernels.efficiency(cluster), q * D * ab, plan.tp, ceff),
+                  0.0)
     a2a = 0.0
     if arch.is_moe:
         k = float(arch.experts_per_token)

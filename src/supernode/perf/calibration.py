@@ -407,3 +407,92 @@ def decode_attention_model_ratio_by_source(catalog: Catalog, family: str, kv_for
                                                  "bf16"))
             by_source[t.source].append(modelled / (float(r[col["time_us"]]) * 1e-6))
     return {s: float(np.median(v)) for s, v in by_source.items() if v}
+
+
+# --- C3: all-reduce in the collective library's regime (NCCL / RCCL), fitted on published all_reduce_perf sweeps ---
+
+NCCL_FIT_MIN_BYTES = 8e6  # rows from here up: the sizes the serving stacks hand to NCCL (custom kernels below, C3)
+NCCL_FIT_MAX_GPUS = 8  # tables of at most one 8-GPU board's worth of ranks: the tensor-parallel groups of serving
+NCCL_FIT_MIN_ROWS = 3  # a table needs this many rows in range to constrain both the latency and the bandwidth
+
+
+class CollectiveTable(_MeasuredTable):
+    """Published output of a collective benchmark (nccl-tests / rccl-tests ``all_reduce_perf``) on ``gpus`` chips of
+    one scale-up domain: message size per rank, time (null where only the bus bandwidth is printed) and bus bandwidth
+    busbw = 2 (n - 1) / n * size / time, out-of-place columns unless the table says otherwise."""
+
+    locator: str
+    gpus: int
+    scope: str
+    library: str
+    algorithm: str
+    dtype: str
+    cuda_graph: bool | Literal["not printed"]
+    iterations: str
+    anomalous: bool = False
+    columns: list[Literal["size_bytes", "time_us", "busbw_gb_per_s"]]
+    rows: list[list[float | int | None]]
+
+
+def collective_tables() -> list[CollectiveTable]:
+    return _tables("collective-kernels", CollectiveTable)
+
+
+@dataclass(frozen=True)
+class CollectiveRows:
+    """A table's rows as arrays: message size per rank (bytes), the bytes the bus bandwidth counts, 2 (n - 1) / n
+    size, the measured time (s, from the bus bandwidth where no time is printed) and the link's nominal bandwidth per
+    direction (bytes/s, the catalog's scale-up figure of the chip)."""
+
+    table: CollectiveTable
+    size_bytes: np.ndarray
+    bus_bytes: np.ndarray
+    time_s: np.ndarray
+    link_bytes_per_s: float
+
+
+def collective_rows(catalog: Catalog, table: CollectiveTable, min_bytes: float = 0.0) -> CollectiveRows:
+    from supernode.hardware import resolve_cluster
+
+    col = {c: i for i, c in enumerate(table.columns)}
+    rows = [r for r in table.rows if float(r[col["size_bytes"]]) >= min_bytes]
+    size = np.array([float(r[col["size_bytes"]]) for r in rows])
+    n = float(table.gpus)
+    bus = 2.0 * (n - 1.0) / n * size
+    busbw = np.array([float(r[col["busbw_gb_per_s"]]) * 1e9 for r in rows])
+    link = resolve_cluster(catalog, table.chip, 1).tiers[0].bandwidth_bytes_per_s
+    return CollectiveRows(table, size, bus, bus / busbw, float(link))
+
+
+def nccl_fit_tables(catalog: Catalog, family: str) -> list[CollectiveRows]:
+    """The tables the family's C3 fit uses, by the rule fixed before the fit: all-reduce sweeps on chips of ``family``
+    over at most NCCL_FIT_MAX_GPUS ranks, not marked anomalous, with at least NCCL_FIT_MIN_ROWS rows of
+    NCCL_FIT_MIN_BYTES or more (those rows only)."""
+    from supernode.hardware import resolve_cluster
+
+    out = []
+    for t in collective_tables():
+        if t.anomalous or t.gpus > NCCL_FIT_MAX_GPUS or resolve_cluster(catalog, t.chip, 1).chip.family != family:
+            continue
+        r = collective_rows(catalog, t, NCCL_FIT_MIN_BYTES)
+        if len(r.size_bytes) >= NCCL_FIT_MIN_ROWS:
+            out.append(r)
+    return out
+
+
+def fit_nccl_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
+    """The family's C3 parameters (latency per step a in s, bandwidth fraction f): least squares of the relative time
+    error over :func:`nccl_fit_tables`, each table weighing equally (T is linear in a and 1 / f). ValueError when the
+    family has no such table."""
+    tabs = nccl_fit_tables(catalog, family)
+    if not tabs:
+        raise ValueError(f"no all-reduce tables for chip family {family!r} in data/collective-kernels")
+    a_rows, y = [], []
+    for r in tabs:
+        w = 1.0 / np.sqrt(len(r.time_s))
+        steps = 2.0 * np.ceil(np.log2(float(r.table.gpus)))
+        for bus, t in zip(r.bus_bytes, r.time_s):
+            a_rows.append([w * steps / t, w * bus / r.link_bytes_per_s / t])  # C3 (collectives.library_all_reduce_s)
+            y.append(w)
+    a, inv_f = np.linalg.lstsq(np.array(a_rows), np.array(y), rcond=None)[0]
+    return float(a), float(1.0 / inv_f)

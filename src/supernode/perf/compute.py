@@ -79,6 +79,13 @@ class EfficiencyFile(Strict):
     # combine -> algorithm bandwidth (bytes a rank receives, its own copies included) / link bw; absent: the
     # scale-up collective fraction
     ep_normal_bandwidth_fraction: dict[Literal["dispatch_fp8", "dispatch_bf16", "combine"], Factor] = {}
+    # C3: all-reduce in the collective library's regime (messages above the serving stacks' custom all-reduce limit):
+    # latency per step (s) and bus bandwidth / scale-up link bandwidth, fitted on data/collective-kernels; absent: the
+    # tier's latency and collective_bandwidth_fraction at every size
+    nccl_all_reduce: dict[Literal["latency_step_s", "bandwidth_fraction"], Factor] = {}
+    # C3: the largest all-reduce message (bytes per rank) the serving stacks' own kernels take, for TP groups of at
+    # most two and of more ranks (default.yaml); larger messages go to NCCL / RCCL
+    custom_all_reduce_max_bytes: dict[Literal["tp_le_2", "tp_gt_2"], Factor] = {}
     overlap: dict[str, Factor] = {}  # software overlap fractions (default.yaml); see step model
     memory: dict[str, Factor] = {}  # usable_memory_fraction etc. (default.yaml)
 
@@ -117,6 +124,8 @@ class Efficiency:
     chip_gemm_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # K1b, chip -> precision -> f
     attention_prefill_peak_fraction: dict[str, float] = field(default_factory=dict)  # I35, precision -> f
     chip_attention_prefill_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # I35 per chip
+    nccl_all_reduce: dict[str, float] = field(default_factory=dict)  # C3: latency_step_s, bandwidth_fraction
+    custom_all_reduce_max_bytes: dict[str, float] = field(default_factory=dict)  # C3: tp_le_2, tp_gt_2
 
     def attention_prefill_fraction(self, precision: str, chip: str | None = None) -> float:
         """Fraction of the dense peak at ``precision`` that prefill (context) attention kernels reach in serving (I35):
@@ -232,6 +241,9 @@ def efficiency(family: str) -> Efficiency:
         ep_normal_bandwidth_fraction={k: v.value for k, v in data.ep_normal_bandwidth_fraction.items()},
         chip_gemm_peak_fraction={c: {k: v.value for k, v in f.items()}
                                  for c, f in data.chip_gemm_peak_fraction.items()},
+        nccl_all_reduce={k: v.value for k, v in data.nccl_all_reduce.items()},
+        custom_all_reduce_max_bytes={k: v.value for k, v in (data.custom_all_reduce_max_bytes
+                                                            or default.custom_all_reduce_max_bytes).items()},
         overlap=ov,
         memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
         assumptions=tuple(notes),
