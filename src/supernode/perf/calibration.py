@@ -460,8 +460,10 @@ def collective_rows(catalog: Catalog, table: CollectiveTable, min_bytes: float =
     n = float(table.gpus)
     bus = 2.0 * (n - 1.0) / n * size
     busbw = np.array([float(r[col["busbw_gb_per_s"]]) * 1e9 for r in rows])
+    printed = [r[col["time_us"]] if "time_us" in col else None for r in rows]
+    time_s = np.array([float(t) * 1e-6 if t is not None else b / bw for t, b, bw in zip(printed, bus, busbw)])
     link = resolve_cluster(catalog, table.chip, 1).tiers[0].bandwidth_bytes_per_s
-    return CollectiveRows(table, size, bus, bus / busbw, float(link))
+    return CollectiveRows(table, size, bus, time_s, float(link))
 
 
 def nccl_fit_tables(catalog: Catalog, family: str) -> list[CollectiveRows]:
