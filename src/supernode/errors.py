@@ -30,13 +30,13 @@ def close_ids(key: str, ids, limit: int = 5) -> list[str]:
         return re.sub(r"[^a-z0-9]", "", s.lower())
 
     k = norm(key)
+    if not k:
+        return []
     by_norm: dict[str, list[str]] = {}
     for i in ids:
         by_norm.setdefault(norm(i), []).append(i)
-    if not k:
-        return []
     # the same id but for case and separators, then ids that contain the key, then the longest ids the key contains
-    exact = [i for i in sorted(by_norm.get(k, []))]
+    exact = sorted(by_norm.get(k, []))
     longer = sorted((i for n, g in by_norm.items() if k in n and n != k for i in g), key=lambda i: (len(norm(i)), i))
     shorter = sorted((i for n, g in by_norm.items() if n and n in k and n != k for i in g), key=lambda i: (-len(norm(i)), i))
     hits = exact + longer + shorter
