@@ -73,7 +73,7 @@ def test_fit_reproduces_every_table_it_uses(family):
     assert tabs
     for r in tabs:
         assert r.table.gpus <= cal.NCCL_FIT_MAX_GPUS and min(r.size_bytes) >= cal.NCCL_FIT_MIN_BYTES
-        m = coll.library_all_reduce_s(r.bus_bytes, r.table.gpus, r.link_bytes_per_s, eff["latency_step_s"],
+        m = coll.library_all_reduce_s(r.size_bytes, r.table.gpus, r.link_bytes_per_s, eff["latency_step_s"],
                                       eff["bandwidth_fraction"])
         err = m / r.time_s - 1.0
         assert np.median(np.abs(err)) < 0.18, r.table.id

@@ -85,8 +85,8 @@ def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n
         return base
     nf = n.astype(float)
     limit = np.where(nf <= 2, eff.custom_all_reduce_max_bytes["tp_le_2"], eff.custom_all_reduce_max_bytes["tp_gt_2"])
-    library = coll.library_all_reduce_s(2.0 * (nf - 1.0) / np.maximum(nf, 1.0) * size, nf,
-                                        tier.bandwidth_bytes_per_s, lib["latency_step_s"], lib["bandwidth_fraction"])
+    library = coll.library_all_reduce_s(size, nf, tier.bandwidth_bytes_per_s, lib["latency_step_s"],
+                                        lib["bandwidth_fraction"])
     return np.where((nf > 1) & (nf <= tier.domain_chips) & (size >= limit), library, base)
 
 

@@ -83,17 +83,18 @@ def all_reduce_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stri
     return 2.0 * reduce_scatter_s(cluster, size_bytes, n, stride, bw_efficiency)
 
 
-def library_all_reduce_s(bus_bytes: ArrayLike, n: ArrayLike, link_bytes_per_s: ArrayLike, latency_step_s: float,
+def library_all_reduce_s(size_bytes: ArrayLike, n: ArrayLike, link_bytes_per_s: ArrayLike, latency_step_s: float,
                          fraction: float) -> np.ndarray:
-    """C3: one all-reduce inside one scale-up domain in the collective library's regime (NCCL / RCCL, the messages
-    above the serving stacks' custom all-reduce limit), ``bus_bytes`` = 2 (n - 1) / n S:
+    """C3: one all-reduce of ``size_bytes`` per rank inside one scale-up domain in the collective library's regime
+    (NCCL / RCCL, the messages above the serving stacks' custom all-reduce limit):
 
         T = 2 ceil(log2 n) a + 2 (n - 1) / n S / (f B)
 
     a (latency per step) and f (bus bandwidth / link bandwidth) fitted per chip family on published all_reduce_perf
     sweeps (perf.calibration.fit_nccl_all_reduce, data/collective-kernels); B the link's bandwidth per direction."""
-    return 2.0 * _log2(np.asarray(n, float)) * latency_step_s + np.asarray(bus_bytes, float) / (
-        fraction * np.asarray(link_bytes_per_s, float))
+    n = np.maximum(np.asarray(n, float), 1.0)
+    bus_bytes = 2.0 * (n - 1.0) / n * np.asarray(size_bytes, float)
+    return 2.0 * _log2(n) * latency_step_s + bus_bytes / (fraction * np.asarray(link_bytes_per_s, float))
 
 
 def reduce_scatter_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stride: ArrayLike = 1,
