@@ -440,13 +440,12 @@ def collective_tables() -> list[CollectiveTable]:
 
 @dataclass(frozen=True)
 class CollectiveRows:
-    """A table's rows as arrays: message size per rank (bytes), the bytes the bus bandwidth counts, 2 (n - 1) / n
-    size, the measured time (s, from the bus bandwidth where no time is printed) and the link's nominal bandwidth per
-    direction (bytes/s, the catalog's scale-up figure of the chip)."""
+    """A table's rows as arrays: message size per rank (bytes), the measured time (s; where only the bus bandwidth is
+    printed, the bytes it counts, 2 (n - 1) / n size, over it) and the link's nominal bandwidth per direction (bytes/s,
+    the catalog's scale-up figure of the chip)."""
 
     table: CollectiveTable
     size_bytes: np.ndarray
-    bus_bytes: np.ndarray
     time_s: np.ndarray
     link_bytes_per_s: float
 
@@ -463,7 +462,7 @@ def collective_rows(catalog: Catalog, table: CollectiveTable, min_bytes: float =
     printed = [r[col["time_us"]] if "time_us" in col else None for r in rows]
     time_s = np.array([float(t) * 1e-6 if t is not None else b / bw for t, b, bw in zip(printed, bus, busbw)])
     link = resolve_cluster(catalog, table.chip, 1).tiers[0].bandwidth_bytes_per_s
-    return CollectiveRows(table, size, bus, time_s, float(link))
+    return CollectiveRows(table, size, time_s, float(link))
 
 
 def nccl_fit_tables(catalog: Catalog, family: str) -> list[CollectiveRows]:
@@ -489,12 +488,15 @@ def fit_nccl_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
     tabs = nccl_fit_tables(catalog, family)
     if not tabs:
         raise ValueError(f"no all-reduce tables for chip family {family!r} in data/collective-kernels")
+    from supernode.perf.collectives import library_all_reduce_s
+
     a_rows, y = [], []
     for r in tabs:
         w = 1.0 / np.sqrt(len(r.time_s))
-        steps = 2.0 * np.ceil(np.log2(float(r.table.gpus)))
-        for bus, t in zip(r.bus_bytes, r.time_s):
-            a_rows.append([w * steps / t, w * bus / r.link_bytes_per_s / t])  # C3 (collectives.library_all_reduce_s)
-            y.append(w)
+        # C3's two terms from the model's own function: its time at a = 1 s and no bandwidth term, and at a = 0, f = 1
+        steps = library_all_reduce_s(r.size_bytes, r.table.gpus, r.link_bytes_per_s, 1.0, np.inf)
+        per_f = library_all_reduce_s(r.size_bytes, r.table.gpus, r.link_bytes_per_s, 0.0, 1.0)
+        a_rows.extend(np.column_stack([w * steps / r.time_s, w * per_f / r.time_s]))
+        y.extend([w] * len(r.time_s))
     a, inv_f = np.linalg.lstsq(np.array(a_rows), np.array(y), rcond=None)[0]
     return float(a), float(1.0 / inv_f)
