@@ -179,6 +179,10 @@ def register(app: typer.Typer) -> None:
                                         "(I22): unfused (default; a quantization kernel before every FP8/FP4 GEMM "
                                         "input) or trtllm-1.0 (attention writes o_proj's quantized input; FP8 SwiGLU "
                                         "writes FP8)."),
+        moe_backend: str = typer.Option("grouped", "--moe-backend", help="Kernels of the routed experts (I37): "
+                                        "grouped (default; grouped GEMM kernels and glue kernels) or trtllm-fused "
+                                        "(TensorRT-LLM's fused MoE op: SGLang / vLLM --moe-runner-backend "
+                                        "flashinfer_trtllm, TensorRT-LLM moe_config backend TRTLLM)."),
         moe_dp_padding: bool = typer.Option(False, "--moe-dp-padding", help="The attention-DP ranks pad their MoE "
                                             "input to the largest rank's token count (I23; TensorRT-LLM 0.20's NVFP4 "
                                             "MoE): a prefilling rank makes every rank's experts work at its load."),
@@ -243,7 +247,7 @@ def register(app: typer.Typer) -> None:
                      attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
                      module_precision=module_precision, effective_bits=effective_bits, glue_fusion=glue_fusion,
-                     moe_dp_padding=moe_dp_padding,
+                     moe_backend=moe_backend, moe_dp_padding=moe_dp_padding,
                      admission=admission, prefill_dispatch=prefill_dispatch, weight_offload=weight_offload,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
                                                   max_batch=max_batch, overlap=micro_batch_overlap).items()

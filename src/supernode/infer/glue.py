@@ -188,11 +188,13 @@ def dense_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp
 
 
 def moe_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp, dp, expert_tp, copies,
-                            fusion: str | None = None) -> np.ndarray:
+                            fusion: str | None = None, fused_moe: bool = False) -> np.ndarray:
     """Glue bytes per token of the attention-DP rank of one MoE FFN on one chip (I30, module docstring): shared
     experts as a dense FFN; per routed copy on the chip (``copies`` per token), the activation and the down
     GEMM's input at the expert's width over ``expert_tp``; without a dispatch kernel (``dp`` = 1) the MoE input's
-    quantization once per token and the combine of the copies."""
+    quantization once per token and the combine of the copies. ``fused_moe``: the routed path is one fused op
+    (I37) whose fitted time holds its input quantization, activation and finalize, so only the shared experts
+    count."""
     t = np.asarray(tp, float)
     if not arch.is_moe:
         return np.zeros_like(t)
@@ -202,6 +204,8 @@ def moe_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp, 
     local = np.asarray(dp, float) <= 1.0  # no dispatch kernel: the rank quantizes its input and sums the copies
     shared = (_ffn_bytes(arch, m.moe.shared_experts * m.moe.expert_ffn / t, formats["shared_experts"], chip_formats,
                          fusion) if m.moe.shared_experts else 0.0)
+    if fused_moe:
+        return shared + np.zeros_like(c * t)
     fmt = formats["experts"]
     routed = c * _activation_bytes(arch, m.moe.expert_ffn / np.asarray(expert_tp, float), fmt, chip_formats, fusion)
     own = np.where(local, _quantized_input_bytes(fmt, chip_formats) * h + c * h * a + h * a, 0.0)
@@ -209,15 +213,18 @@ def moe_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp, 
 
 
 def stage_bytes(arch: ServingArch, formats: dict, chip_formats, tp, kv_precision_bytes: float,
-                tokens, dense_layers, moe_layers, fusion: str | None = None, moe=None) -> np.ndarray:
+                tokens, dense_layers, moe_layers, fusion: str | None = None, moe=None,
+                fused_moe: bool = False) -> np.ndarray:
     """Glue bytes of one stage's layers for ``tokens`` tokens per chip (I22): the attention side on every
     layer of an MHA/GQA model, the FFN side on its dense layers and, given ``moe`` = (dp, expert_tp, routed
-    copies per token on the chip), on its MoE layers (I30); ``moe`` None: the MoE FFNs are not priced."""
+    copies per token on the chip), on its MoE layers (I30); ``moe`` None: the MoE FFNs are not priced.
+    ``fused_moe``: the routed path is one fused op (I37; its traffic is in the op's time)."""
     tok = np.asarray(tokens, float)
     layers = np.asarray(dense_layers, float) + np.asarray(moe_layers, float)
     per_tok = (layers * attention_side_bytes_per_token(arch, formats, chip_formats, tp, kv_precision_bytes, fusion)
                + np.asarray(dense_layers, float) * dense_ffn_bytes_per_token(arch, formats, chip_formats, tp, fusion))
     if moe is not None:
         per_tok = per_tok + np.asarray(moe_layers, float) * moe_ffn_bytes_per_token(arch, formats, chip_formats, tp,
-                                                                                    *moe, fusion)
+                                                                                    *moe, fusion,
+                                                                                    fused_moe)
     return tok * per_tok

@@ -18,7 +18,9 @@ def efficiency(cluster: ClusterSpec) -> compute.Efficiency:
     return compute.efficiency(cluster.chip.family)
 
 
-AUX_KERNELS_PER_LAYER = {"dense": 6, "moe": 10}  # non-GEMM kernels per layer in a serving step (I13)
+# non-GEMM kernels per layer in a serving step (I13); a MoE layer whose routed path is one fused op (I37) keeps a
+# dense layer's six, the routed path's own (top-k, permute, activation, combine) being inside the op
+AUX_KERNELS_PER_LAYER = {"dense": 6, "moe": 10, "moe_fused": 6}
 
 
 def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, bytes_per_element: float) -> np.ndarray:
@@ -37,6 +39,14 @@ def gemms_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str, byte
     return np.asarray(total, dtype=float)
 
 
+def fused_moe_s(chip: ChipSpec, eff: compute.Efficiency, gemms, precision: str) -> np.ndarray:
+    """One fused MoE op (I37) doing the routed experts' ``gemms`` at ``precision`` (its bytes per element):
+    :func:`supernode.perf.compute.fused_moe_time_s`, the family's fitted fixed time and streaming fraction."""
+    from supernode.infer.precision import weight_bytes
+
+    return np.asarray(compute.fused_moe_time_s(chip, eff, gemms, precision, weight_bytes(precision)), dtype=float)
+
+
 def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precision: str,
                 prefill_flops=0.0) -> np.ndarray:
     """Fused attention: smooth roofline (K1) of its FLOPs (K3) and streaming its KV cache from HBM (K4). ``flops``
@@ -50,15 +60,17 @@ def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precis
 
 
 def aux_kernels_s(eff: compute.Efficiency, dense_layers, moe_layers, chip: ChipSpec | None = None,
-                  glue_bytes=0.0) -> np.ndarray:
+                  glue_bytes=0.0, fused_moe: bool = False) -> np.ndarray:
     """Non-GEMM kernels of a serving step (I13): per layer 2 norms, RoPE + KV-cache write, the
     activation, residual adds / quantization (dense: 6); MoE layers add router top-k, permute and
     unpermute, and dispatch/combine preparation (10). Each costs the kernel floor, which is what binds
     them at small batch; ``glue_bytes`` (I22, :mod:`supernode.infer.glue`), the activations they read and
     write, add their HBM time (K4) on ``chip`` at the family's glue-kernel bandwidth fraction (fitted on
-    ``data/glue-kernels``; the streaming fraction where a family has none)."""
+    ``data/glue-kernels``; the streaming fraction where a family has none). ``fused_moe``: the MoE layers' routed
+    path runs as one fused op (I37), which holds its glue kernels, so a MoE layer counts a dense layer's six."""
+    per_moe = AUX_KERNELS_PER_LAYER["moe_fused" if fused_moe else "moe"]
     floors = eff.kernel_floor_s * (AUX_KERNELS_PER_LAYER["dense"] * np.asarray(dense_layers, float)
-                                   + AUX_KERNELS_PER_LAYER["moe"] * np.asarray(moe_layers, float))
+                                   + per_moe * np.asarray(moe_layers, float))
     if chip is None:
         return floors
     return floors + compute.memory_time_s(chip, eff, np.asarray(glue_bytes, float), eff.glue_fraction)

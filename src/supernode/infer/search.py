@@ -16,6 +16,7 @@ from supernode.errors import CatalogError, UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
 from supernode.infer import balance, finite_run, fixed_costs, glue, kernels, offload
 from supernode.infer.arch import ServingArch, serving_arch
+from supernode.infer.moe_backend import describe as describe_moe_backend
 from supernode.infer.precision import (UNQUANTIZED_PARTS, check_attention_precision, default_precision,
                                        describe_module_formats, format_names, module_formats, resolve_module_precision,
                                        weight_formats)
@@ -107,7 +108,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            disaggregated: bool = True, prefill_chunk_tokens: int | None = None, max_num_tokens: int | None = None,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
-           moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup",
+           moe_backend: str | None = None, moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup",
            weight_offload=None, requests: int | None = None,
            length_samples: finite_run.LengthSamples | None = None, effective_bits: float | None = None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
@@ -123,6 +124,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     part, a mapping (``{"attention": "bf16", ...}``), ``"module=format,..."`` or a recipe name from
     ``data/inference/precision-recipes.yaml`` (I20); parts not named at ``precision``. ``glue_fusion``: the
     stack's glue-kernel fusions, a profile of ``data/inference/glue-fusions.yaml`` (I22; None: ``unfused``).
+    ``moe_backend``: the stack's kernels for the routed experts, ``grouped`` (None, default: grouped GEMMs and glue
+    kernels) or ``trtllm-fused`` (TensorRT-LLM's fused MoE op, I37; :mod:`supernode.infer.moe_backend`).
     ``moe_dp_padding``: the attention-DP ranks pad their MoE input to the largest rank's token count (I23,
     co-located serving). ``admission``: how the attention-DP ranks of an MoE instance admit prompts in co-located
     serving, ``independent`` (default) or ``aligned`` (the same iterations on every rank, as in a fixed-length
@@ -152,7 +155,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
               if m not in named and m in (modules or {}) and (m != "router" or arch.is_moe)]
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
-                   attention_precision, expert_balance, modules, glue_fusion, moe_dp_padding=bool(moe_dp_padding),
+                   attention_precision, expert_balance, modules, glue_fusion, moe_backend=moe_backend,
+                   moe_dp_padding=bool(moe_dp_padding),
                    admission=admission, prefill_dispatch=prefill_dispatch,
                    weight_offload=offload.parse(weight_offload), max_num_tokens=max_num_tokens,
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
@@ -191,6 +195,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         assumptions.append(balance.describe(expert_balance))
     assumptions.append(fixed_costs.describe(serving_stack, arch.is_moe))
     assumptions.append(glue.describe(glue_fusion))
+    if arch.is_moe:
+        assumptions.append(describe_moe_backend(eff, moe_backend, module_formats(prec, modules)["experts"]))
     assumptions.append(kernels.describe_tp_all_reduce(eff))
     if moe_dp_padding and arch.is_moe:
         assumptions.append("MoE input padded to the largest attention-DP rank's token count (I23): in an iteration "
@@ -279,7 +285,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if disaggregated:
         pre_plans = grid(arch, cluster, Options(prec, kv_precision, 0, 1.0, {k: v for k, v in opts.fixed.items()
                                                                             if k not in ("batch", "max_batch")},
-                                                module_precision=modules, glue_fusion=glue_fusion),
+                                                module_precision=modules, glue_fusion=glue_fusion,
+                                                moe_backend=moe_backend),
                          batches=[b for b in PREFILL_PROMPTS_PER_RANK
                                   if b * workload.input_tokens <= MAX_PREFILL_TOKENS_PER_RANK] or [1])
         pre = evaluate_prefill(arch, cluster, pre_plans, workload, slo, opts, usable)
@@ -429,11 +436,11 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
                     overlap: bool | None = None, attention_precision: str | None = None,
                     expert_balance: str = balance.DEFAULT_MODE, serving_stack: str | None = None,
                     module_precision=None, glue_fusion: str | None = None, weight_offload=None,
-                    effective_bits: float | None = None) -> dict:
+                    effective_bits: float | None = None, moe_backend: str | None = None) -> dict:
     """Decode throughput of one fixed plan at a fixed KV length (validation against published
     saturated decode figures). ``overlap=None`` takes the faster of with and without; ``expert_balance``,
-    ``serving_stack``, ``module_precision``, ``glue_fusion``, ``weight_offload`` and ``effective_bits`` as in
-    :func:`search`."""
+    ``serving_stack``, ``module_precision``, ``glue_fusion``, ``weight_offload``, ``effective_bits`` and
+    ``moe_backend`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -444,7 +451,7 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     modules = weight_formats(cluster.chip, precision, module_precision, effective_bits)
     opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision,
                    expert_balance=expert_balance, module_precision=modules, glue_fusion=glue_fusion,
-                   weight_offload=offload.parse(weight_offload),
+                   moe_backend=moe_backend, weight_offload=offload.parse(weight_offload),
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
@@ -459,9 +466,10 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
                      attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
                      module_precision=None, glue_fusion: str | None = None, prefill_dispatch: str = "dedup",
                      weight_offload=None, effective_bits: float | None = None,
-                     serving_stack: str | None = None) -> dict:
+                     serving_stack: str | None = None, moe_backend: str | None = None) -> dict:
     """Saturated prefill throughput of one fixed plan (validation); ``expert_balance``, ``module_precision``,
-    ``glue_fusion``, ``prefill_dispatch``, ``weight_offload`` and ``effective_bits`` as in :func:`search`;
+    ``glue_fusion``, ``moe_backend``, ``prefill_dispatch``, ``weight_offload`` and ``effective_bits`` as in
+    :func:`search`;
     ``serving_stack`` only for its fixed time per MoE layer (I34; a prefill forward has no per-token host time
     here)."""
     from supernode.infer.plan import PlanGrid
@@ -476,7 +484,8 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     modules = weight_formats(cluster.chip, precision, module_precision, effective_bits)
     opts = Options(precision, kv_precision, attention_precision=attention_precision, expert_balance=expert_balance,
-                   module_precision=modules, glue_fusion=glue_fusion, prefill_dispatch=prefill_dispatch,
+                   module_precision=modules, glue_fusion=glue_fusion, moe_backend=moe_backend,
+                   prefill_dispatch=prefill_dispatch,
                    weight_offload=offload.parse(weight_offload),
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     usable = float(assumptions_record().usable_memory_fraction.number)

@@ -38,6 +38,7 @@ from supernode.hardware import ClusterSpec
 from supernode.infer import balance, fixed_costs, glue, offload, scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
+from supernode.infer.moe_backend import check as check_moe_backend
 from supernode.infer.plan import PlanGrid, candidate_plans, memory_filled
 from supernode.infer.precision import (check_module_precision, kv_bytes, module_formats, module_weight_bytes,
                                        weight_bytes)
@@ -131,6 +132,7 @@ class Options:
     expert_balance: str = balance.DEFAULT_MODE  # eplb (default), none, ideal: the most loaded EP rank sets the step (I17)
     module_precision: dict[str, str] | None = None  # part -> weight format (I20); None: every part at precision
     glue_fusion: str | None = None  # the stack's glue-kernel fusions (I22); None: unfused
+    moe_backend: str | None = None  # the stack's MoE kernels for the routed experts (I37); None: grouped
     # attention-DP ranks pad their MoE input to the largest rank's token count (I23): the routed experts see
     # d x the loaded rank's tokens in an iteration where one rank prefills (TensorRT-LLM 0.20's NVFP4 MoE path)
     moe_dp_padding: bool = False
@@ -166,6 +168,7 @@ class Options:
         kv_bytes(self.kv_precision)
         balance.check_mode(self.expert_balance)
         glue.profile(self.glue_fusion)
+        check_moe_backend(self.moe_backend)
         fixed_costs.check_stack(self.serving_stack)
         scheduling.check_admission(self.admission)
         if self.prefill_dispatch not in PREFILL_DISPATCH:
@@ -283,6 +286,7 @@ def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_
                                 attention_precision=opts.attention_precision, decode_seqs=decode_seqs,
                                 context_tokens=context_tokens, expert_balance=opts.expert_balance,
                                 module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                                moe_backend=opts.moe_backend,
                                 serving_stack=opts.serving_stack).stage_s
     return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
 
@@ -312,6 +316,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                       module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                      moe_backend=opts.moe_backend,
                       serving_stack=opts.serving_stack,
                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
                       prefill_len=wl.prefill_attention_tokens)
@@ -319,6 +324,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                             kv_precision_bytes=kv_bytes(opts.kv_precision), attention_precision=opts.attention_precision,
                             expert_balance=opts.expert_balance,
                             module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                            moe_backend=opts.moe_backend,
                             serving_stack=opts.serving_stack,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
                             prefill_len=wl.prefill_attention_tokens,
@@ -331,6 +337,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                        attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                        module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                       moe_backend=opts.moe_backend,
                        serving_stack=opts.serving_stack,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.ttft_input_tokens)
@@ -354,7 +361,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     ctx = wl.decode_context_tokens if context_tokens is None else context_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
-                    module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                    module_precision=opts.module_precision, glue_fusion=opts.glue_fusion, moe_backend=opts.moe_backend,
                     serving_stack=opts.serving_stack,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
     br, draft = _with_drafts(arch, cluster, plan, opts, _with_offload(arch, cluster, plan, opts, br), b, ctx)
@@ -373,7 +380,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     tokens = n * wl.input_tokens
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
-                    module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
+                    module_precision=opts.module_precision, glue_fusion=opts.glue_fusion, moe_backend=opts.moe_backend,
                     serving_stack=opts.serving_stack,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens,
                     prefill_len=wl.prefill_attention_tokens,

@@ -40,6 +40,7 @@ import numpy as np
 from supernode.hardware import ClusterSpec
 from supernode.infer import balance, fixed_costs, glue, kernels
 from supernode.infer.arch import ServingArch
+from supernode.infer.moe_backend import fused as fused_moe_op
 from supernode.infer.plan import PlanGrid
 from supernode.infer.precision import (ACTIVATION_BYTES, dispatch_bytes, mean_over_formats, module_formats,
                                        weight_bytes)
@@ -116,7 +117,7 @@ def _gemms_s(chip, eff, parts) -> np.ndarray | float:
 
 
 def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats: dict, routed_ratio=1.0,
-                   expert_balance: str | None = None):
+                   expert_balance: str | None = None, moe_backend: str | None = None):
     """GEMM seconds of ONE layer's parts on one chip for ``q_tok`` tokens per attention-DP rank (I4):
     (attention projections, dense FFN, MoE FFN = router + shared experts + the hit routed experts).
     A part the model lacks is 0. Dense FFN and shared experts are TP-split over t and replicated over
@@ -126,7 +127,9 @@ def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats:
     rank's (I15). ``expert_balance``: the routed experts are those of the most loaded EP rank, which sees
     f T_g (I17; hit fraction and tokens per hit expert both at f T_g); None: the mean rank. ``formats``: the
     weight format of each part (``attention``, ``dense_ffn``, ``router``, ``shared_experts``, ``experts``;
-    :func:`supernode.infer.precision.module_formats`, I20)."""
+    :func:`supernode.infer.precision.module_formats`, I20). ``moe_backend``: the stack's MoE backend (I37,
+    :mod:`supernode.infer.moe_backend`); with ``trtllm-fused`` on a family fitted at the experts' format the hit
+    routed experts are one fused op."""
     from supernode import workload
     from supernode.workload import shapes
 
@@ -140,17 +143,18 @@ def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats:
         dense_ffn = _gemms_s(chip, eff, [(shapes.mlp_gemms(m, q_tok, m.ffn, t), formats["dense_ffn"])])
     if arch.is_moe:
         E, k = float(arch.experts), float(arch.experts_per_token)
-        slots = np.ceil(E / e)
         tokens_group = q_tok * d * routed_ratio * expert_balance_ratio(arch, plan, q_tok, routed_ratio, expert_balance)
-        hit = 1.0 - (1.0 - k / E) ** tokens_group
-        tok_per_hit = np.where(hit > 0, tokens_group * k / (e * slots) / np.maximum(hit, 1e-30), 0.0)
+        slots, hit, tok_per_hit = shapes.uniform_routing(tokens_group, k, E, e)
         parts = [([workload.Gemm("router", q_tok * d / (t * d), E, m.hidden)], formats["router"])]
         if m.moe.shared_experts:  # shared experts: like the dense FFN (TP over t, replicated over DP)
             parts.append((shapes.mlp_gemms(m, q_tok, m.moe.shared_experts * m.moe.expert_ffn, t),
                           formats["shared_experts"]))
-        parts.append((shapes.mlp_gemms(m, tok_per_hit, m.moe.expert_ffn, etp, slots * hit, "expert", "expert"),
-                      formats["experts"]))
-        moe_ffn = _gemms_s(chip, eff, parts)
+        routed = shapes.mlp_gemms(m, tok_per_hit, m.moe.expert_ffn, etp, slots * hit, "expert", "expert")
+        if fused_moe_op(eff, moe_backend, formats["experts"]):  # I37: one fused op
+            moe_ffn = _gemms_s(chip, eff, parts) + kernels.fused_moe_s(chip, eff, routed, formats["experts"])
+        else:
+            parts.append((routed, formats["experts"]))
+            moe_ffn = _gemms_s(chip, eff, parts)
     return attn, dense_ffn, moe_ffn
 
 
@@ -223,7 +227,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
                attention_precision: str | None = None, routed_tokens_per_rank=None,
                expert_balance: str | None = None, module_precision=None,
                glue_fusion: str | None = None, dispatch: str = "all-to-all",
-               serving_stack: str | None = None) -> StageBreakdown:
+               serving_stack: str | None = None, moe_backend: str | None = None) -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
@@ -244,7 +248,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     domain, I24; where the group spans several domains and two micro-batches overlap, the forwarding kernels
     take ``ep_dedup_sm_fraction`` of the SMs from the MoE layers' overlapped compute, as in training's C2).
     ``serving_stack``: the fixed time per layer of a MoE model is the stack's own where it has one for the chip's
-    family (I34, at every ep), else the family's (I21, only where the plan runs expert parallelism, ep > 1)."""
+    family (I34, at every ep), else the family's (I21, only where the plan runs expert parallelism, ep > 1).
+    ``moe_backend``: the stack's MoE backend for the routed experts (I37; None: ``grouped``)."""
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -261,7 +266,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
 
     def gemm_time(q_tok):
         attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q_tok, formats, routed_ratio,
-                                                  expert_balance)
+                                                  expert_balance, moe_backend)
         tot = attn * (dense_l + moe_l)
         if arch.dense_layers:
             tot = tot + dense_l * dense_ffn
@@ -274,12 +279,13 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     # two-micro-batch overlap needs at least two sequences (or prompt tokens) per rank to split
     overlap = (plan.overlap > 0) & (q >= 2.0)
     chip_formats = tuple(chip.peak_flop_per_s)
+    fused = arch.is_moe and fused_moe_op(eff, moe_backend, formats["experts"])  # I37
 
     def aux(q_tok):  # I13 kernel floors + I22 / I30 / I31 activation traffic of the glue kernels
         moe = _moe_glue_args(arch, plan, q_tok, routed_ratio, expert_balance)
         return kernels.aux_kernels_s(eff, dense_l, moe_l, chip,
                                      glue.stage_bytes(arch, formats, chip_formats, t, kv_precision_bytes, q_tok,
-                                                      dense_l, moe_l, glue_fusion, moe))
+                                                      dense_l, moe_l, glue_fusion, moe, fused), fused)
 
     gemm_s = gemm_time(q) + aux(q)
     gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + aux(q / 2.0)), gemm_s)
@@ -338,7 +344,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
                     kv_precision_bytes: float, decode_seqs, context_tokens,
                     attention_precision: str | None = None, expert_balance: str | None = None,
                     module_precision=None, glue_fusion: str | None = None,
-                    serving_stack: str | None = None) -> StageBreakdown:
+                    serving_stack: str | None = None, moe_backend: str | None = None) -> StageBreakdown:
     """Time of ONE sequential draft pass of multi-token prediction (MTP) on every plan (I14).
 
     DeepSeek-V3 MTP as served by TensorRT-LLM (one MTP module run m times autoregressively) and SGLang
@@ -362,7 +368,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     pass's re-reading of the accepted tokens (at small batch it is bound by weight reads either way).
     ``expert_balance``: the MoE block's routed experts and all-to-all on the most loaded EP rank (I17), as in
     :func:`stage_time`; None: the mean rank. ``module_precision`` (I20): the block's GEMMs (and its MoE
-    dispatch) at the ``mtp`` format, the shared head at ``lm_head``'s; parts not named at ``precision``."""
+    dispatch) at the ``mtp`` format, the shared head at ``lm_head``'s; parts not named at ``precision``.
+    ``moe_backend``: the stack's MoE backend (I37), for the block's routed experts as in :func:`stage_time`."""
     from supernode import workload
 
     chip = cluster.chip
@@ -375,7 +382,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     ceff = kernels.collective_efficiency(cluster, eff)
     moe_block = arch.is_moe  # DeepSeek-V3's MTP block is a MoE block (its paper, sec. 2.2)
 
-    attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q, block, 1.0, expert_balance)
+    attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q, block, 1.0, expert_balance, moe_backend)
+    fused = moe_block and fused_moe_op(eff, moe_backend, block["experts"])  # I37
     proj_prec = default_attention_precision(chip)  # the chip's 16-bit rate (BF16, else FP16)
     proj = kernels.gemms_s(chip, eff, [workload.Gemm("mtp_projection", q, arch.hidden, 2.0 * arch.hidden / t)],
                            proj_prec, weight_bytes(proj_prec))
@@ -383,7 +391,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     dl, ml = (0.0, 1.0) if moe_block else (1.0, 0.0)
     moe = _moe_glue_args(arch, plan, q, 1.0, expert_balance)  # the block's MoE glue (I30), as in stage_time
     aux = (kernels.aux_kernels_s(eff, dl, ml, chip, glue.stage_bytes(arch, block, tuple(chip.peak_flop_per_s), t,
-                                                                     kv_precision_bytes, q, dl, ml, glue_fusion, moe))
+                                                                     kv_precision_bytes, q, dl, ml, glue_fusion, moe,
+                                                                     fused), fused)
            + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
     gemm_s = attn + (moe_ffn if moe_block else dense_ffn) + proj + lm + aux
 

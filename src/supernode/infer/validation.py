@@ -77,6 +77,8 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
     mods.update({"effective_bits": x["effective_bits"]} if "effective_bits" in x else {})
     # glue_fusion: the stack's glue-kernel fusions, a fact of the source (I22); absent = "unfused"
     fusion = {"glue_fusion": x["glue_fusion"]} if "glue_fusion" in x else {}
+    # moe_backend: the stack's kernels for the routed experts, a fact of the source (I37); absent = "grouped"
+    fusion.update({"moe_backend": x["moe_backend"]} if "moe_backend" in x else {})
     # weight_offload: [G, N], the run's layer-wise offload of routed experts to host memory (I26); absent = none
     fusion.update({"weight_offload": x["weight_offload"]} if "weight_offload" in x else {})
     if kind == "decode":

@@ -500,3 +500,107 @@ def fit_nccl_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
         y.extend([w] * len(r.time_s))
     a, inv_f = np.linalg.lstsq(np.array(a_rows), np.array(y), rcond=None)[0]
     return float(a), float(1.0 / inv_f)
+
+
+FUSED_MOE_MAX_TOKENS = 512  # I37's fit rows: decode sizes (validation/notes/blackwell-fp4-moe-decode-kernel-evidence.md)
+
+
+class FusedMoeTable(_MeasuredTable):
+    """Published timings of one fused MoE op (I37: routing, input quantization, the gated FC1, FC2 and finalize of
+    the routed experts in one op) on one chip, per token count: ``local_experts`` of ``experts`` on the measured
+    rank, each ``expert_ffn`` wide (the rank's shard), ``experts_per_token`` routed per token, a gated (SwiGLU) FFN of
+    width ``hidden``. ``router_gemm_included``: the timed module also runs the BF16 router GEMM (hidden -> experts)."""
+
+    precision: str
+    hidden: int
+    expert_ffn: int
+    experts: int
+    local_experts: int
+    experts_per_token: int
+    router_gemm_included: bool
+    columns: list[Literal["tokens", "time_us"]]
+
+
+def fused_moe_tables() -> list[FusedMoeTable]:
+    return _tables("fused-moe-kernels", FusedMoeTable)
+
+
+@dataclass(frozen=True)
+class FusedMoeFit:
+    """Predicted (I37) vs measured time of a fused-MoE table's rows; ``router_s``: the model's price of the router
+    GEMM, included in ``predicted_s`` where the table's module runs it."""
+
+    table: FusedMoeTable
+    tokens: np.ndarray
+    measured_s: np.ndarray
+    predicted_s: np.ndarray
+    router_s: np.ndarray
+
+    @property
+    def error_fraction(self) -> np.ndarray:
+        return self.predicted_s / self.measured_s - 1.0
+
+
+def _fused_moe_rows(table: FusedMoeTable):
+    """(tokens, measured seconds, the routed experts' GEMMs under uniform routing (I7), the router GEMM)."""
+    from types import SimpleNamespace
+
+    from supernode.workload import shapes
+
+    col = {c: i for i, c in enumerate(table.columns)}
+    tok = np.array([float(r[col["tokens"]]) for r in table.rows])
+    measured = np.array([float(r[col["time_us"]]) for r in table.rows]) * 1e-6
+    ranks = table.experts / table.local_experts
+    slots, hit, tok_per_hit = shapes.uniform_routing(tok, float(table.experts_per_token), float(table.experts), ranks)
+    shape = SimpleNamespace(mlp="swiglu", hidden=table.hidden)
+    gemms = shapes.mlp_gemms(shape, tok_per_hit, table.expert_ffn, 1, slots * hit, "expert", "expert")
+    router = shapes.Gemm("router", tok, table.experts, table.hidden)
+    return tok, measured, gemms, router
+
+
+def fused_moe_fit(table: FusedMoeTable, chip: ChipSpec, eff: Efficiency | None = None) -> FusedMoeFit:
+    """The model's price (I37, the family's fused-MoE fit at the table's format) of every row of ``table`` on
+    ``chip``: the fused op, plus the router GEMM (K1 at BF16, at least the kernel floor) where the module runs it."""
+    from supernode.perf.compute import fused_moe_time_s
+
+    eff = eff or efficiency(chip.family)
+    tok, measured, gemms, router = _fused_moe_rows(table)
+    router_s = (np.maximum(gemm_time_s(chip, eff, router.m, router.n, router.k, "bf16", 1.0, 2.0), eff.kernel_floor_s)
+                if table.router_gemm_included else np.zeros_like(tok))
+    from supernode.infer.precision import weight_bytes
+
+    fused = fused_moe_time_s(chip, eff, gemms, table.precision, weight_bytes(table.precision))
+    return FusedMoeFit(table, tok, measured, np.asarray(fused + router_s, float), np.asarray(router_s, float))
+
+
+def fit_fused_moe(catalog: Catalog, family: str, precision: str) -> tuple[float, float]:
+    """The family's fused-MoE op at ``precision`` (I37): (fixed_s t_f, bandwidth_fraction phi_f) by the rule fixed
+    before the fit (validation/notes/blackwell-fp4-moe-decode-kernel-evidence.md): rows of data/fused-moe-kernels on
+    chips of ``family`` at ``precision`` with at most FUSED_MOE_MAX_TOKENS tokens; per source the mean squared log
+    ratio of predicted to measured time, the objective the mean over sources (each source weighs once); t_f on a 0-60
+    us grid in 0.1 us steps, phi_f on 0.30-1.00 in 0.005 steps. ValueError when no table measures it."""
+    from supernode.hardware import resolve_cluster
+
+    base = efficiency(family)
+    tables = [(t, resolve_cluster(catalog, t.chip, 1).chip) for t in fused_moe_tables() if t.precision == precision]
+    tables = [(t, c) for t, c in tables if c.family == family]
+    if not tables:
+        raise ValueError(f"no fused-MoE tables for chip family {family!r} at {precision} in data/fused-moe-kernels")
+    t_grid = np.arange(0.0, 60.0001e-6, 0.1e-6)
+    phi_grid = np.round(np.arange(0.30, 1.00001, 0.005), 3)
+    best = (np.inf, 0.0, 0.0)
+    for phi in phi_grid:
+        eff = dataclasses.replace(base, fused_moe={**base.fused_moe, precision: {"fixed_s": 0.0,
+                                                                                 "bandwidth_fraction": float(phi)}})
+        by_source: dict[str, list[np.ndarray]] = defaultdict(list)
+        for t, chip in tables:
+            f = fused_moe_fit(t, chip, eff)
+            use = f.tokens <= FUSED_MOE_MAX_TOKENS
+            # predicted at t_f = 0 plus each grid t_f: rows x grid
+            err = np.log((f.predicted_s[use, None] + t_grid[None, :]) / f.measured_s[use, None]) ** 2
+            by_source[t.source].append(err)
+        obj = np.mean([np.mean(np.vstack(v), axis=0) for v in by_source.values()], axis=0)
+        i = int(np.argmin(obj))
+        if obj[i] < best[0]:
+            best = (float(obj[i]), float(t_grid[i]), float(phi))
+    return best[1], best[2]

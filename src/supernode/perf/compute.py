@@ -74,6 +74,10 @@ class EfficiencyFile(Strict):
     # MoE grouped GEMM kernels (the routed experts' GEMMs of one layer in one kernel, K5): precision -> their time
     # is the dense roofline time divided by this factor (t_0 once); fitted on data/grouped-kernels; absent: 1
     grouped_gemm_fraction: dict[str, Factor] = {}
+    # TensorRT-LLM's fused MoE op (I37, ``moe_backend: trtllm-fused``): precision -> its fixed time per MoE layer
+    # (fixed_s: routing, quantization, finalize, launches) and the fraction of HBM bandwidth at which it streams the
+    # hit experts' weights (bandwidth_fraction), fitted on data/fused-moe-kernels; absent: the grouped GEMMs price it
+    fused_moe: dict[str, dict[Literal["fixed_s", "bandwidth_fraction"], Factor]] = {}
     collective_bandwidth_fraction: dict[str, Factor]  # tier level (scale_up, scale_out) -> busbw / link bw
     # MoE high-throughput (DeepEP normal) kernels on the scale-up links (I24): dispatch_fp8 / dispatch_bf16 /
     # combine -> algorithm bandwidth (bytes a rank receives, its own copies included) / link bw; absent: the
@@ -126,6 +130,7 @@ class Efficiency:
     chip_attention_prefill_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # I35 per chip
     nccl_all_reduce: dict[str, float] = field(default_factory=dict)  # C3: latency_step_s, bandwidth_fraction
     custom_all_reduce_max_bytes: dict[str, float] = field(default_factory=dict)  # C3: tp_le_2, tp_gt_2
+    fused_moe: dict[str, dict[str, float]] = field(default_factory=dict)  # I37: precision -> fixed_s, bandwidth_fraction
 
     def attention_prefill_fraction(self, precision: str, chip: str | None = None) -> float:
         """Fraction of the dense peak at ``precision`` that prefill (context) attention kernels reach in serving (I35):
@@ -244,6 +249,7 @@ def efficiency(family: str) -> Efficiency:
         nccl_all_reduce={k: v.value for k, v in data.nccl_all_reduce.items()},
         custom_all_reduce_max_bytes={k: v.value for k, v in (data.custom_all_reduce_max_bytes
                                                             or default.custom_all_reduce_max_bytes).items()},
+        fused_moe={p: {k: v.value for k, v in f.items()} for p, f in data.fused_moe.items()},
         overlap=ov,
         memory={**{k: v.value for k, v in default.memory.items()}, **{k: v.value for k, v in data.memory.items()}},
         assumptions=tuple(notes),
@@ -292,6 +298,31 @@ def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: 
         return t_math / g + t0
     t_mem = (m * k + k * n + m * n) * count * bytes_per_element / (bw * eff.memory_bandwidth_fraction)
     return roofline_s(eff, t_math, t_mem) / g + t0
+
+
+def fused_moe_time_s(chip: ChipSpec, eff: Efficiency, gemms, precision: str, bytes_per_element: float) -> ArrayLike:
+    """Time (s) of one fused MoE op (I37: TensorRT-LLM's routing, input quantization, both expert GEMMs with the
+    gated activation, and finalize in one op) doing the routed experts' ``gemms`` (``workload.Gemm``, ``count``
+    experts each) at ``precision``: the family's fixed time t_f plus the smooth roofline (K1) of the GEMMs' math at
+    the grouped GEMMs' compute rate (K5) and their weight and activation bytes at the op's own fraction phi_f of HBM
+    bandwidth. 0 where no GEMM has a token and an expert; KeyError where the family has no fit at ``precision``
+    (callers check :meth:`Efficiency.fused_moe`)."""
+    fit = eff.fused_moe[precision]
+    g = eff.grouped_fraction(precision)
+    bw = chip.memory_bandwidth_bytes_per_s
+    t_math = t_mem = 0.0
+    live = False
+    for x in gemms:
+        m, n, k, c = (np.asarray(v, float) for v in (x.m, x.n, x.k, x.count))
+        on = (m > 0) & (c > 0)
+        live = live | on
+        mm = np.where(on, m, 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_math = t_math + np.where(on, 2.0 * mm * n * k * c / (chip.peak(precision) * eff.gemm_fraction(
+                precision, chip.id) * shape_factor(eff, mm, n, k) * g), 0.0)
+            t_mem = t_mem + np.where(on, (mm * k + k * n + mm * n) * c * bytes_per_element, 0.0)
+    t_mem = t_mem / (bw * fit["bandwidth_fraction"]) if bw else 0.0 * t_mem
+    return np.where(live, fit["fixed_s"] + roofline_s(eff, t_math, t_mem), 0.0)
 
 
 def attention_time_s(chip: ChipSpec, eff: Efficiency, flops: ArrayLike, precision: str = "bf16",

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from supernode.workload.model import ModelSpec
 
 ArrayLike = Any  # float | int | np.ndarray
@@ -162,6 +164,18 @@ def mlp_gemms(m: ModelSpec, tokens: ArrayLike, ffn: int, tp: ArrayLike = 1, coun
     up = 2 * ffn if m.mlp == "swiglu" else ffn
     return [Gemm(f"{name}_up", tokens, up / tp, m.hidden, count, kind),
             Gemm(f"{name}_down", tokens, m.hidden, ffn / tp, count, kind)]
+
+
+def uniform_routing(tokens: ArrayLike, k: float, experts: float, ranks: ArrayLike):
+    """Routed experts of one of ``ranks`` expert-parallel ranks when ``tokens`` tokens each pick ``k`` of ``experts``
+    experts independently and uniformly (I7): (expert slots on the rank ceil(E/ep), the fraction of them hit
+    1 - (1 - k/E)^T, the mean tokens per hit expert T k / (ep slots hit); 0 where none is hit)."""
+    e = np.asarray(ranks, float)
+    slots = np.ceil(experts / e)
+    t = np.asarray(tokens, float)
+    hit = 1.0 - (1.0 - k / experts) ** t
+    tok_per_hit = np.where(hit > 0, t * k / (e * slots) / np.maximum(hit, 1e-30), 0.0)
+    return slots, hit, tok_per_hit
 
 
 def moe_gemms(m: ModelSpec, tokens: ArrayLike, tp: ArrayLike = 1, ep: ArrayLike = 1) -> list[Gemm]:
