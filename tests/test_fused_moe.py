@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -139,12 +136,11 @@ def test_fused_moe_glue_traffic_is_the_shared_experts_only():
     assert fused[0] == pytest.approx(shared) and grouped[0] > fused[0]
 
 
-def test_unknown_backend_is_a_one_line_error():
+def test_unknown_backend_is_a_one_line_error(run_cli):
     with pytest.raises(UsageError, match="--moe-backend"):
         moe_backend.check("cutlass-magic")
-    out = subprocess.run([sys.executable, "-m", "supernode", "infer", "deepseek-r1", "--on", "b200", "--chips", "8",
-                          "--moe-backend", "bogus"], capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--moe-backend" in out.stderr
+    code, out, err = run_cli("infer", "deepseek-r1", "--on", "b200", "--chips", "8", "--moe-backend", "bogus")
+    assert code == 2 and not out and err.strip().count("\n") == 0 and "--moe-backend" in err
 
 
 def test_search_states_the_backend_and_prices_it():
