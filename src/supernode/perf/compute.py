@@ -289,15 +289,26 @@ def gemm_time_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: 
     HBM bandwidth, plus the family's fixed kernel latency t_0 (ramp-up and tail), once per kernel.
     ``grouped``: a MoE grouped GEMM (the ``count`` experts' GEMMs in one kernel), whose roofline time is
     divided by the family's grouped-GEMM factor at ``precision`` (K5)."""
-    flops = 2.0 * m * n * k * count
-    t_math = flops / (chip.peak(precision) * eff.gemm_fraction(precision, chip.id) * shape_factor(eff, m, n, k))
+    t_math = gemm_math_s(chip, eff, m, n, k, precision, count)
     bw = chip.memory_bandwidth_bytes_per_s
     t0 = eff.gemm_kernel_latency_s
     g = eff.grouped_fraction(precision) if grouped else 1.0
     if not bw:
         return t_math / g + t0
-    t_mem = (m * k + k * n + m * n) * count * bytes_per_element / (bw * eff.memory_bandwidth_fraction)
+    t_mem = gemm_bytes(m, n, k, count, bytes_per_element) / (bw * eff.memory_bandwidth_fraction)
     return roofline_s(eff, t_math, t_mem) / g + t0
+
+
+def gemm_math_s(chip: ChipSpec, eff: Efficiency, m: ArrayLike, n: ArrayLike, k: ArrayLike, precision: str,
+                count: ArrayLike = 1) -> ArrayLike:
+    """K1's math time of ``count`` GEMMs [m x k]·[k x n]: 2·m·n·k FLOP each at e_prec·σ of the dense peak."""
+    flops = 2.0 * m * n * k * count
+    return flops / (chip.peak(precision) * eff.gemm_fraction(precision, chip.id) * shape_factor(eff, m, n, k))
+
+
+def gemm_bytes(m: ArrayLike, n: ArrayLike, k: ArrayLike, count: ArrayLike, bytes_per_element: float) -> ArrayLike:
+    """K1's operand and result traffic of ``count`` GEMMs [m x k]·[k x n] (bytes)."""
+    return (m * k + k * n + m * n) * count * bytes_per_element
 
 
 def fused_moe_time_s(chip: ChipSpec, eff: Efficiency, gemms, precision: str, bytes_per_element: float) -> ArrayLike:
@@ -318,9 +329,8 @@ def fused_moe_time_s(chip: ChipSpec, eff: Efficiency, gemms, precision: str, byt
         live = live | on
         mm = np.where(on, m, 1.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            t_math = t_math + np.where(on, 2.0 * mm * n * k * c / (chip.peak(precision) * eff.gemm_fraction(
-                precision, chip.id) * shape_factor(eff, mm, n, k) * g), 0.0)
-            t_mem = t_mem + np.where(on, (mm * k + k * n + mm * n) * c * bytes_per_element, 0.0)
+            t_math = t_math + np.where(on, gemm_math_s(chip, eff, mm, n, k, precision, c) / g, 0.0)
+            t_mem = t_mem + np.where(on, gemm_bytes(mm, n, k, c, bytes_per_element), 0.0)
     t_mem = t_mem / (bw * fit["bandwidth_fraction"]) if bw else 0.0 * t_mem
     return np.where(live, fit["fixed_s"] + roofline_s(eff, t_math, t_mem), 0.0)
 
