@@ -561,14 +561,13 @@ def _fused_moe_rows(table: FusedMoeTable):
 def fused_moe_fit(table: FusedMoeTable, chip: ChipSpec, eff: Efficiency | None = None) -> FusedMoeFit:
     """The model's price (I37, the family's fused-MoE fit at the table's format) of every row of ``table`` on
     ``chip``: the fused op, plus the router GEMM (K1 at BF16, at least the kernel floor) where the module runs it."""
+    from supernode.infer.precision import weight_bytes
     from supernode.perf.compute import fused_moe_time_s
 
     eff = eff or efficiency(chip.family)
     tok, measured, gemms, router = _fused_moe_rows(table)
     router_s = (np.maximum(gemm_time_s(chip, eff, router.m, router.n, router.k, "bf16", 1.0, 2.0), eff.kernel_floor_s)
                 if table.router_gemm_included else np.zeros_like(tok))
-    from supernode.infer.precision import weight_bytes
-
     fused = fused_moe_time_s(chip, eff, gemms, table.precision, weight_bytes(table.precision))
     return FusedMoeFit(table, tok, measured, np.asarray(fused + router_s, float), np.asarray(router_s, float))
 
