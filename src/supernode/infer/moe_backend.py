@@ -47,7 +47,8 @@ def describe(eff: Efficiency, backend: str | None, experts_format) -> str:
     """The assumption line of the routed experts' kernels for a family and format."""
     name = check(backend)
     if name == GROUPED:
-        return "MoE routed experts (I37): grouped GEMM kernels at the family's grouped-GEMM factor (K5) and glue kernels"
+        return ("MoE routed experts (I37): grouped GEMM kernels at the family's grouped-GEMM factor (K5) and glue "
+                "kernels")
     if fused(eff, name, experts_format):
         f = eff.fused_moe[experts_format]
         return (f"MoE routed experts (I37): TensorRT-LLM's fused MoE op, {f['fixed_s'] * 1e6:.1f} us per layer plus "

@@ -108,7 +108,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            disaggregated: bool = True, prefill_chunk_tokens: int | None = None, max_num_tokens: int | None = None,
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
-           moe_backend: str | None = None, moe_dp_padding: bool = False, admission: str = "independent", prefill_dispatch: str = "dedup",
+           moe_backend: str | None = None, moe_dp_padding: bool = False, admission: str = "independent",
+           prefill_dispatch: str = "dedup",
            weight_offload=None, requests: int | None = None,
            length_samples: finite_run.LengthSamples | None = None, effective_bits: float | None = None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip

@@ -117,7 +117,7 @@ def _gemms_s(chip, eff, parts) -> np.ndarray | float:
 
 
 def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats: dict, routed_ratio=1.0,
-                   expert_balance: str | None = None, moe_backend: str | None = None):
+                   expert_balance: str | None = None, fused_moe: bool = False):
     """GEMM seconds of ONE layer's parts on one chip for ``q_tok`` tokens per attention-DP rank (I4):
     (attention projections, dense FFN, MoE FFN = router + shared experts + the hit routed experts).
     A part the model lacks is 0. Dense FFN and shared experts are TP-split over t and replicated over
@@ -127,9 +127,8 @@ def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats:
     rank's (I15). ``expert_balance``: the routed experts are those of the most loaded EP rank, which sees
     f T_g (I17; hit fraction and tokens per hit expert both at f T_g); None: the mean rank. ``formats``: the
     weight format of each part (``attention``, ``dense_ffn``, ``router``, ``shared_experts``, ``experts``;
-    :func:`supernode.infer.precision.module_formats`, I20). ``moe_backend``: the stack's MoE backend (I37,
-    :mod:`supernode.infer.moe_backend`); with ``trtllm-fused`` on a family fitted at the experts' format the hit
-    routed experts are one fused op."""
+    :func:`supernode.infer.precision.module_formats`, I20). ``fused_moe``: the hit routed experts run as one fused
+    op (I37, :func:`supernode.infer.moe_backend.fused`)."""
     from supernode import workload
     from supernode.workload import shapes
 
@@ -150,7 +149,7 @@ def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats:
             parts.append((shapes.mlp_gemms(m, q_tok, m.moe.shared_experts * m.moe.expert_ffn, t),
                           formats["shared_experts"]))
         routed = shapes.mlp_gemms(m, tok_per_hit, m.moe.expert_ffn, etp, slots * hit, "expert", "expert")
-        if fused_moe_op(eff, moe_backend, formats["experts"]):  # I37: one fused op
+        if fused_moe:  # I37: one fused op
             moe_ffn = _gemms_s(chip, eff, parts) + kernels.fused_moe_s(chip, eff, routed, formats["experts"])
         else:
             parts.append((routed, formats["experts"]))
@@ -264,9 +263,11 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     eff = kernels.efficiency(cluster)
     ceff = kernels.collective_efficiency(cluster, eff)
 
+    fused = arch.is_moe and fused_moe_op(eff, moe_backend, formats["experts"])  # I37
+
     def gemm_time(q_tok):
         attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q_tok, formats, routed_ratio,
-                                                  expert_balance, moe_backend)
+                                                  expert_balance, fused)
         tot = attn * (dense_l + moe_l)
         if arch.dense_layers:
             tot = tot + dense_l * dense_ffn
@@ -279,7 +280,6 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     # two-micro-batch overlap needs at least two sequences (or prompt tokens) per rank to split
     overlap = (plan.overlap > 0) & (q >= 2.0)
     chip_formats = tuple(chip.peak_flop_per_s)
-    fused = arch.is_moe and fused_moe_op(eff, moe_backend, formats["experts"])  # I37
 
     def aux(q_tok):  # I13 kernel floors + I22 / I30 / I31 activation traffic of the glue kernels
         moe = _moe_glue_args(arch, plan, q_tok, routed_ratio, expert_balance)
@@ -382,8 +382,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     ceff = kernels.collective_efficiency(cluster, eff)
     moe_block = arch.is_moe  # DeepSeek-V3's MTP block is a MoE block (its paper, sec. 2.2)
 
-    attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q, block, 1.0, expert_balance, moe_backend)
     fused = moe_block and fused_moe_op(eff, moe_backend, block["experts"])  # I37
+    attn, dense_ffn, moe_ffn = _layer_gemms_s(arch, chip, eff, plan, q, block, 1.0, expert_balance, fused)
     proj_prec = default_attention_precision(chip)  # the chip's 16-bit rate (BF16, else FP16)
     proj = kernels.gemms_s(chip, eff, [workload.Gemm("mtp_projection", q, arch.hidden, 2.0 * arch.hidden / t)],
                            proj_prec, weight_bytes(proj_prec))

@@ -502,7 +502,8 @@ def fit_nccl_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
     return float(a), float(1.0 / inv_f)
 
 
-FUSED_MOE_MAX_TOKENS = 512  # I37's fit rows: decode sizes (validation/notes/blackwell-fp4-moe-decode-kernel-evidence.md)
+# I37's fit rows: decode sizes (validation/notes/blackwell-fp4-moe-decode-kernel-evidence.md)
+FUSED_MOE_MAX_TOKENS = 512
 
 
 class FusedMoeTable(_MeasuredTable):
@@ -527,14 +528,13 @@ def fused_moe_tables() -> list[FusedMoeTable]:
 
 @dataclass(frozen=True)
 class FusedMoeFit:
-    """Predicted (I37) vs measured time of a fused-MoE table's rows; ``router_s``: the model's price of the router
-    GEMM, included in ``predicted_s`` where the table's module runs it."""
+    """Predicted (I37; with the model's price of the router GEMM where the table's module runs it) vs measured time
+    of a fused-MoE table's rows."""
 
     table: FusedMoeTable
     tokens: np.ndarray
     measured_s: np.ndarray
     predicted_s: np.ndarray
-    router_s: np.ndarray
 
     @property
     def error_fraction(self) -> np.ndarray:
@@ -561,15 +561,12 @@ def _fused_moe_rows(table: FusedMoeTable):
 def fused_moe_fit(table: FusedMoeTable, chip: ChipSpec, eff: Efficiency | None = None) -> FusedMoeFit:
     """The model's price (I37, the family's fused-MoE fit at the table's format) of every row of ``table`` on
     ``chip``: the fused op, plus the router GEMM (K1 at BF16, at least the kernel floor) where the module runs it."""
-    from supernode.infer.precision import weight_bytes
-    from supernode.perf.compute import fused_moe_time_s
+    from supernode.infer import kernels
 
     eff = eff or efficiency(chip.family)
     tok, measured, gemms, router = _fused_moe_rows(table)
-    router_s = (np.maximum(gemm_time_s(chip, eff, router.m, router.n, router.k, "bf16", 1.0, 2.0), eff.kernel_floor_s)
-                if table.router_gemm_included else np.zeros_like(tok))
-    fused = fused_moe_time_s(chip, eff, gemms, table.precision, weight_bytes(table.precision))
-    return FusedMoeFit(table, tok, measured, np.asarray(fused + router_s, float), np.asarray(router_s, float))
+    router_s = kernels.gemms_s(chip, eff, [router], "bf16", 2.0) if table.router_gemm_included else 0.0
+    return FusedMoeFit(table, tok, measured, kernels.fused_moe_s(chip, eff, gemms, table.precision) + router_s)
 
 
 def fit_fused_moe(catalog: Catalog, family: str, precision: str) -> tuple[float, float]:

@@ -130,7 +130,7 @@ class Efficiency:
     chip_attention_prefill_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # I35 per chip
     nccl_all_reduce: dict[str, float] = field(default_factory=dict)  # C3: latency_step_s, bandwidth_fraction
     custom_all_reduce_max_bytes: dict[str, float] = field(default_factory=dict)  # C3: tp_le_2, tp_gt_2
-    fused_moe: dict[str, dict[str, float]] = field(default_factory=dict)  # I37: precision -> fixed_s, bandwidth_fraction
+    fused_moe: dict[str, dict[str, float]] = field(default_factory=dict)  # I37: precision -> fixed_s, phi_f
 
     def attention_prefill_fraction(self, precision: str, chip: str | None = None) -> float:
         """Fraction of the dense peak at ``precision`` that prefill (context) attention kernels reach in serving (I35):
