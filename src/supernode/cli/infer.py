@@ -183,6 +183,11 @@ def register(app: typer.Typer) -> None:
                                         "grouped (default; grouped GEMM kernels and glue kernels) or trtllm-fused "
                                         "(TensorRT-LLM's fused MoE op: SGLang / vLLM --moe-runner-backend "
                                         "flashinfer_trtllm, TensorRT-LLM moe_config backend TRTLLM)."),
+        shared_experts_stream: str = typer.Option("serial", "--shared-experts-stream", help="Where the MoE shared "
+                                                  "experts run (I38): serial (default; in series with the routed "
+                                                  "experts) or overlap (on a second stream in passes without prompt "
+                                                  "tokens: SGLang's dual-stream MoE under CUDA graphs, its DeepSeek "
+                                                  "layers with expert parallelism and no DeepEP)."),
         moe_dp_padding: bool = typer.Option(False, "--moe-dp-padding", help="The attention-DP ranks pad their MoE "
                                             "input to the largest rank's token count (I23; TensorRT-LLM 0.20's NVFP4 "
                                             "MoE): a prefilling rank makes every rank's experts work at its load."),
@@ -247,7 +252,8 @@ def register(app: typer.Typer) -> None:
                      attention_precision=attention_precision,
                      expert_balance=expert_balance, serving_stack=serving_stack,
                      module_precision=module_precision, effective_bits=effective_bits, glue_fusion=glue_fusion,
-                     moe_backend=moe_backend, moe_dp_padding=moe_dp_padding,
+                     moe_backend=moe_backend, shared_experts_stream=shared_experts_stream,
+                     moe_dp_padding=moe_dp_padding,
                      admission=admission, prefill_dispatch=prefill_dispatch, weight_offload=weight_offload,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
                                                   max_batch=max_batch, overlap=micro_batch_overlap).items()

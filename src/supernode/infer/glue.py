@@ -187,6 +187,18 @@ def dense_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp
     return _ffn_bytes(arch, float(arch.model.ffn) / t, formats["dense_ffn"], chip_formats, fusion)
 
 
+def shared_experts_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp,
+                                   fusion: str | None = None) -> np.ndarray:
+    """Glue bytes per token of one MoE layer's shared experts on one chip (I30): a dense FFN of width n_s F_e / t.
+    0 for a model without shared experts."""
+    t = np.asarray(tp, float)
+    m = arch.model
+    if not arch.is_moe or not m.moe.shared_experts:
+        return np.zeros_like(t)
+    return _ffn_bytes(arch, m.moe.shared_experts * m.moe.expert_ffn / t, formats["shared_experts"], chip_formats,
+                      fusion)
+
+
 def moe_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp, dp, expert_tp, copies,
                             fusion: str | None = None, fused_moe: bool = False) -> np.ndarray:
     """Glue bytes per token of the attention-DP rank of one MoE FFN on one chip (I30, module docstring): shared
@@ -202,8 +214,7 @@ def moe_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp, 
     h, a = float(arch.hidden), ACTIVATION_BYTES
     c = np.asarray(copies, float)
     local = np.asarray(dp, float) <= 1.0  # no dispatch kernel: the rank quantizes its input and sums the copies
-    shared = (_ffn_bytes(arch, m.moe.shared_experts * m.moe.expert_ffn / t, formats["shared_experts"], chip_formats,
-                         fusion) if m.moe.shared_experts else 0.0)
+    shared = shared_experts_bytes_per_token(arch, formats, chip_formats, t, fusion)
     if fused_moe:
         return shared + np.zeros_like(c * t)
     fmt = formats["experts"]

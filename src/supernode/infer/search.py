@@ -17,6 +17,7 @@ from supernode.hardware import ClusterSpec, resolve_cluster, si
 from supernode.infer import balance, finite_run, fixed_costs, glue, kernels, offload
 from supernode.infer.arch import ServingArch, serving_arch
 from supernode.infer.moe_backend import describe as describe_moe_backend
+from supernode.infer.shared_stream import describe as describe_shared_stream
 from supernode.infer.precision import (UNQUANTIZED_PARTS, check_attention_precision, default_precision,
                                        describe_module_formats, format_names, module_formats, resolve_module_precision,
                                        weight_formats)
@@ -109,7 +110,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
            serving_stack: str | None = None, module_precision=None, glue_fusion: str | None = None,
            moe_backend: str | None = None, moe_dp_padding: bool = False, admission: str = "independent",
-           prefill_dispatch: str = "dedup",
+           prefill_dispatch: str = "dedup", shared_experts_stream: str | None = None,
            weight_offload=None, requests: int | None = None,
            length_samples: finite_run.LengthSamples | None = None, effective_bits: float | None = None) -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
@@ -127,7 +128,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     stack's glue-kernel fusions, a profile of ``data/inference/glue-fusions.yaml`` (I22; None: ``unfused``).
     ``moe_backend``: the stack's kernels for the routed experts, ``grouped`` (None, default: grouped GEMMs and glue
     kernels) or ``trtllm-fused`` (TensorRT-LLM's fused MoE op, I37; :mod:`supernode.infer.moe_backend`).
-    ``moe_dp_padding``: the attention-DP ranks pad their MoE input to the largest rank's token count (I23,
+    ``shared_experts_stream``: ``serial`` (None, default) or ``overlap`` (the shared experts on a second stream beside
+    the routed experts in passes without prompt tokens, SGLang's dual-stream MoE; I38, :mod:`supernode.infer.
+    shared_stream`). ``moe_dp_padding``: the attention-DP ranks pad their MoE input to the largest rank's token count (I23,
     co-located serving). ``admission``: how the attention-DP ranks of an MoE instance admit prompts in co-located
     serving, ``independent`` (default) or ``aligned`` (the same iterations on every rank, as in a fixed-length
     offline run started all at once; I15). ``prefill_dispatch``: the MoE dispatch/combine kernels of prefill
@@ -157,7 +160,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
                    attention_precision, expert_balance, modules, glue_fusion, moe_backend=moe_backend,
-                   moe_dp_padding=bool(moe_dp_padding),
+                   shared_experts_stream=shared_experts_stream, moe_dp_padding=bool(moe_dp_padding),
                    admission=admission, prefill_dispatch=prefill_dispatch,
                    weight_offload=offload.parse(weight_offload), max_num_tokens=max_num_tokens,
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
@@ -198,6 +201,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     assumptions.append(glue.describe(glue_fusion))
     if arch.is_moe:
         assumptions.append(describe_moe_backend(eff, moe_backend, module_formats(prec, modules)["experts"]))
+        if arch.model.moe.shared_experts:
+            assumptions.append(describe_shared_stream(shared_experts_stream))
     assumptions.append(kernels.describe_tp_all_reduce(eff))
     if moe_dp_padding and arch.is_moe:
         assumptions.append("MoE input padded to the largest attention-DP rank's token count (I23): in an iteration "
@@ -437,11 +442,12 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
                     overlap: bool | None = None, attention_precision: str | None = None,
                     expert_balance: str = balance.DEFAULT_MODE, serving_stack: str | None = None,
                     module_precision=None, glue_fusion: str | None = None, weight_offload=None,
-                    effective_bits: float | None = None, moe_backend: str | None = None) -> dict:
+                    effective_bits: float | None = None, moe_backend: str | None = None,
+                    shared_experts_stream: str | None = None) -> dict:
     """Decode throughput of one fixed plan at a fixed KV length (validation against published
     saturated decode figures). ``overlap=None`` takes the faster of with and without; ``expert_balance``,
-    ``serving_stack``, ``module_precision``, ``glue_fusion``, ``weight_offload``, ``effective_bits`` and
-    ``moe_backend`` as in :func:`search`."""
+    ``serving_stack``, ``module_precision``, ``glue_fusion``, ``weight_offload``, ``effective_bits``, ``moe_backend``
+    and ``shared_experts_stream`` as in :func:`search`."""
     from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
@@ -452,7 +458,8 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     modules = weight_formats(cluster.chip, precision, module_precision, effective_bits)
     opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision,
                    expert_balance=expert_balance, module_precision=modules, glue_fusion=glue_fusion,
-                   moe_backend=moe_backend, weight_offload=offload.parse(weight_offload),
+                   moe_backend=moe_backend, shared_experts_stream=shared_experts_stream,
+                   weight_offload=offload.parse(weight_offload),
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,

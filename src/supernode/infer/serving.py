@@ -39,6 +39,7 @@ from supernode.infer import balance, fixed_costs, glue, offload, scheduling
 from supernode.infer.arch import ServingArch
 from supernode.infer.memory import MemoryVerdict, verdict
 from supernode.infer.moe_backend import check as check_moe_backend
+from supernode.infer.shared_stream import check as check_shared_stream
 from supernode.infer.plan import PlanGrid, candidate_plans, memory_filled
 from supernode.infer.precision import (check_module_precision, kv_bytes, module_formats, module_weight_bytes,
                                        weight_bytes)
@@ -133,6 +134,9 @@ class Options:
     module_precision: dict[str, str] | None = None  # part -> weight format (I20); None: every part at precision
     glue_fusion: str | None = None  # the stack's glue-kernel fusions (I22); None: unfused
     moe_backend: str | None = None  # the stack's MoE kernels for the routed experts (I37); None: grouped
+    # the MoE layers' shared experts on a second stream beside the routed experts in CUDA-graph passes (I38,
+    # "overlap": SGLang's dual-stream MoE); None: serial
+    shared_experts_stream: str | None = None
     # attention-DP ranks pad their MoE input to the largest rank's token count (I23): the routed experts see
     # d x the loaded rank's tokens in an iteration where one rank prefills (TensorRT-LLM 0.20's NVFP4 MoE path)
     moe_dp_padding: bool = False
@@ -169,6 +173,7 @@ class Options:
         balance.check_mode(self.expert_balance)
         glue.profile(self.glue_fusion)
         check_moe_backend(self.moe_backend)
+        check_shared_stream(self.shared_experts_stream)
         fixed_costs.check_stack(self.serving_stack)
         scheduling.check_admission(self.admission)
         if self.prefill_dispatch not in PREFILL_DISPATCH:
@@ -286,7 +291,7 @@ def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_
                                 attention_precision=opts.attention_precision, decode_seqs=decode_seqs,
                                 context_tokens=context_tokens, expert_balance=opts.expert_balance,
                                 module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
-                                moe_backend=opts.moe_backend,
+                                moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
                                 serving_stack=opts.serving_stack).stage_s
     return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
 
@@ -316,7 +321,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     base = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                       module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
-                      moe_backend=opts.moe_backend,
+                      moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
                       serving_stack=opts.serving_stack,
                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
                       prefill_len=wl.prefill_attention_tokens)
@@ -324,7 +329,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                             kv_precision_bytes=kv_bytes(opts.kv_precision), attention_precision=opts.attention_precision,
                             expert_balance=opts.expert_balance,
                             module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
-                            moe_backend=opts.moe_backend,
+                            moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
                             serving_stack=opts.serving_stack,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
                             prefill_len=wl.prefill_attention_tokens,
@@ -337,7 +342,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
     burst = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                        attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                        module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
-                       moe_backend=opts.moe_backend,
+                       moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
                        serving_stack=opts.serving_stack,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.ttft_input_tokens)
@@ -362,6 +367,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion, moe_backend=opts.moe_backend,
+                    shared_experts_stream=opts.shared_experts_stream,
                     serving_stack=opts.serving_stack,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
     br, draft = _with_drafts(arch, cluster, plan, opts, _with_offload(arch, cluster, plan, opts, br), b, ctx)
@@ -381,6 +387,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
     br = stage_time(arch, cluster, plan, precision=opts.precision, kv_precision_bytes=kv_bytes(opts.kv_precision),
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion, moe_backend=opts.moe_backend,
+                    shared_experts_stream=opts.shared_experts_stream,
                     serving_stack=opts.serving_stack,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens,
                     prefill_len=wl.prefill_attention_tokens,

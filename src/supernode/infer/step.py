@@ -33,6 +33,7 @@ format's dense rate and bytes per element; MoE dispatch is sent at the routed ex
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,11 +42,13 @@ from supernode.hardware import ClusterSpec
 from supernode.infer import balance, fixed_costs, glue, kernels
 from supernode.infer.arch import ServingArch
 from supernode.infer.moe_backend import fused as fused_moe_op
+from supernode.infer.shared_stream import overlaps as shared_stream_overlaps
 from supernode.infer.plan import PlanGrid
 from supernode.infer.precision import (ACTIVATION_BYTES, dispatch_bytes, mean_over_formats, module_formats,
                                        weight_bytes)
 from supernode.infer.precision import attention_precision as default_attention_precision
 from supernode.perf import collectives as coll
+from supernode.perf import compute
 
 
 @dataclass(frozen=True)
@@ -129,32 +132,69 @@ def _layer_gemms_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats:
     weight format of each part (``attention``, ``dense_ffn``, ``router``, ``shared_experts``, ``experts``;
     :func:`supernode.infer.precision.module_formats`, I20). ``fused_moe``: the hit routed experts run as one fused
     op (I37, :func:`supernode.infer.moe_backend.fused`)."""
-    from supernode import workload
     from supernode.workload import shapes
 
     m = arch.model
-    t, d = plan.tp.astype(float), plan.dp.astype(float)
-    e = plan.ep.astype(float)
-    etp = plan.expert_tp.astype(float)
+    t = plan.tp.astype(float)
     attn = _gemms_s(chip, eff, [(shapes.attention_gemms(m, q_tok, t), formats["attention"])])
     dense_ffn = moe_ffn = 0.0
     if arch.dense_layers:  # dense FFN: TP over t, replicated over attention-DP ranks (SGLang "dense FFN DP")
         dense_ffn = _gemms_s(chip, eff, [(shapes.mlp_gemms(m, q_tok, m.ffn, t), formats["dense_ffn"])])
     if arch.is_moe:
-        E, k = float(arch.experts), float(arch.experts_per_token)
-        tokens_group = q_tok * d * routed_ratio * expert_balance_ratio(arch, plan, q_tok, routed_ratio, expert_balance)
-        slots, hit, tok_per_hit = shapes.uniform_routing(tokens_group, k, E, e)
-        parts = [([workload.Gemm("router", q_tok * d / (t * d), E, m.hidden)], formats["router"])]
-        if m.moe.shared_experts:  # shared experts: like the dense FFN (TP over t, replicated over DP)
-            parts.append((shapes.mlp_gemms(m, q_tok, m.moe.shared_experts * m.moe.expert_ffn, t),
-                          formats["shared_experts"]))
-        routed = shapes.mlp_gemms(m, tok_per_hit, m.moe.expert_ffn, etp, slots * hit, "expert", "expert")
-        if fused_moe:  # I37: one fused op
-            moe_ffn = _gemms_s(chip, eff, parts) + kernels.fused_moe_s(chip, eff, routed, formats["experts"])
-        else:
-            parts.append((routed, formats["experts"]))
-            moe_ffn = _gemms_s(chip, eff, parts)
+        routed, shared = _moe_paths_s(arch, chip, eff, plan, q_tok, formats, routed_ratio, expert_balance, fused_moe)
+        moe_ffn = routed + shared
     return attn, dense_ffn, moe_ffn
+
+
+def _moe_paths_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats: dict, routed_ratio=1.0,
+                 expert_balance: str | None = None, fused_moe: bool = False):
+    """GEMM seconds of ONE MoE layer's two paths on one chip (I4, I37): (the router GEMM and the hit routed experts,
+    the shared experts), arguments as :func:`_layer_gemms_s`. Their sum is the layer's MoE FFN."""
+    from supernode import workload
+    from supernode.workload import shapes
+
+    m = arch.model
+    t, d = plan.tp.astype(float), plan.dp.astype(float)
+    E, k = float(arch.experts), float(arch.experts_per_token)
+    tokens_group = q_tok * d * routed_ratio * expert_balance_ratio(arch, plan, q_tok, routed_ratio, expert_balance)
+    slots, hit, tok_per_hit = shapes.uniform_routing(tokens_group, k, E, plan.ep.astype(float))
+    router = [([workload.Gemm("router", q_tok * d / (t * d), E, m.hidden)], formats["router"])]
+    routed = shapes.mlp_gemms(m, tok_per_hit, m.moe.expert_ffn, plan.expert_tp.astype(float), slots * hit,
+                              "expert", "expert")
+    if fused_moe:  # I37: one fused op
+        routed_s = _gemms_s(chip, eff, router) + kernels.fused_moe_s(chip, eff, routed, formats["experts"])
+    else:
+        routed_s = _gemms_s(chip, eff, router + [(routed, formats["experts"])])
+    shared_s = 0.0
+    if m.moe.shared_experts:  # shared experts: like the dense FFN (TP over t, replicated over DP)
+        shared_s = _gemms_s(chip, eff, [(shapes.mlp_gemms(m, q_tok, m.moe.shared_experts * m.moe.expert_ffn, t),
+                                         formats["shared_experts"])])
+    return routed_s, shared_s
+
+
+def _latency_free(eff):
+    """``eff`` with every fixed latency at zero (t_0, the kernel floor, the fused MoE op's t_f): the roofline work."""
+    return dataclasses.replace(eff, gemm_kernel_latency_s=0.0, kernel_floor_s=0.0,
+                               fused_moe={p: {**f, "fixed_s": 0.0} for p, f in eff.fused_moe.items()})
+
+
+def shared_stream_saving_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats: dict, chip_formats,
+                           routed_ratio=1.0, expert_balance: str | None = None, fused_moe: bool = False,
+                           glue_fusion: str | None = None):
+    """Seconds ONE MoE layer saves when its shared experts run on a second stream (I38, :mod:`supernode.infer.
+    shared_stream`): T_r + T_s - max(T_r, T_s, W_r + W_s), T_s the shared experts' GEMMs, one kernel floor (their
+    activation) and their glue traffic (I30), T_r the router and routed experts, W the same without fixed latencies.
+    0 for a model without shared experts."""
+    if not arch.is_moe or not arch.model.moe.shared_experts:
+        return np.zeros_like(np.asarray(q_tok, float) * plan.tp)
+    glue_s = compute.memory_time_s(chip, eff, np.asarray(q_tok, float) * glue.shared_experts_bytes_per_token(
+        arch, formats, chip_formats, plan.tp.astype(float), glue_fusion), eff.glue_fraction)
+    t_r, t_s = _moe_paths_s(arch, chip, eff, plan, q_tok, formats, routed_ratio, expert_balance, fused_moe)
+    w_r, w_s = _moe_paths_s(arch, chip, _latency_free(eff), plan, q_tok, formats, routed_ratio, expert_balance,
+                            fused_moe)
+    t_s = t_s + glue_s + eff.kernel_floor_s
+    w_s = w_s + glue_s
+    return (t_r + t_s) - np.maximum(np.maximum(t_r, t_s), w_r + w_s)
 
 
 def _lm_head_s(arch: ServingArch, chip, eff, tokens, tp, precision: str):
@@ -226,7 +266,8 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
                attention_precision: str | None = None, routed_tokens_per_rank=None,
                expert_balance: str | None = None, module_precision=None,
                glue_fusion: str | None = None, dispatch: str = "all-to-all",
-               serving_stack: str | None = None, moe_backend: str | None = None) -> StageBreakdown:
+               serving_stack: str | None = None, moe_backend: str | None = None,
+               shared_experts_stream: str | None = None) -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
@@ -248,7 +289,9 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     take ``ep_dedup_sm_fraction`` of the SMs from the MoE layers' overlapped compute, as in training's C2).
     ``serving_stack``: the fixed time per layer of a MoE model is the stack's own where it has one for the chip's
     family (I34, at every ep), else the family's (I21, only where the plan runs expert parallelism, ep > 1).
-    ``moe_backend``: the stack's MoE backend for the routed experts (I37; None: ``grouped``)."""
+    ``moe_backend``: the stack's MoE backend for the routed experts (I37; None: ``grouped``).
+    ``shared_experts_stream``: ``overlap`` runs each MoE layer's shared experts on a second stream beside the routed
+    experts in a pass without prompt tokens (I38, :mod:`supernode.infer.shared_stream`); None: ``serial``."""
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -287,8 +330,19 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
                                      glue.stage_bytes(arch, formats, chip_formats, t, kv_precision_bytes, q_tok,
                                                       dense_l, moe_l, glue_fusion, moe, fused), fused)
 
-    gemm_s = gemm_time(q) + aux(q)
-    gemm_half_s = np.where(overlap, 2.0 * (gemm_time(q / 2.0) + aux(q / 2.0)), gemm_s)
+    shared_overlap = arch.is_moe and shared_stream_overlaps(shared_experts_stream)
+    decode_only = q_pre <= 0.0  # I38: CUDA-graph passes, which carry no prompt tokens
+
+    def local_s(q_tok):  # GEMMs and glue kernels, less what the shared experts' own stream hides (I38)
+        t_local = gemm_time(q_tok) + aux(q_tok)
+        if not shared_overlap:
+            return t_local
+        saved = shared_stream_saving_s(arch, chip, eff, plan, q_tok, formats, chip_formats, routed_ratio,
+                                       expert_balance, fused, glue_fusion)
+        return t_local - np.where(decode_only, moe_l * saved, 0.0)
+
+    gemm_s = local_s(q)
+    gemm_half_s = np.where(overlap, 2.0 * local_s(q / 2.0), gemm_s)
 
     # attention core: decode tokens over their context (absorbed MLA dims), prefill tokens causal
     layers = dense_l + moe_l
@@ -344,7 +398,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
                     kv_precision_bytes: float, decode_seqs, context_tokens,
                     attention_precision: str | None = None, expert_balance: str | None = None,
                     module_precision=None, glue_fusion: str | None = None,
-                    serving_stack: str | None = None, moe_backend: str | None = None) -> StageBreakdown:
+                    serving_stack: str | None = None, moe_backend: str | None = None,
+                    shared_experts_stream: str | None = None) -> StageBreakdown:
     """Time of ONE sequential draft pass of multi-token prediction (MTP) on every plan (I14).
 
     DeepSeek-V3 MTP as served by TensorRT-LLM (one MTP module run m times autoregressively) and SGLang
@@ -369,7 +424,8 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     ``expert_balance``: the MoE block's routed experts and all-to-all on the most loaded EP rank (I17), as in
     :func:`stage_time`; None: the mean rank. ``module_precision`` (I20): the block's GEMMs (and its MoE
     dispatch) at the ``mtp`` format, the shared head at ``lm_head``'s; parts not named at ``precision``.
-    ``moe_backend``: the stack's MoE backend (I37), for the block's routed experts as in :func:`stage_time`."""
+    ``moe_backend``: the stack's MoE backend (I37), for the block's routed experts as in :func:`stage_time`;
+    ``shared_experts_stream`` (I38) as there (a draft pass carries no prompt tokens)."""
     from supernode import workload
 
     chip = cluster.chip
@@ -395,6 +451,9 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
                                                                      fused), fused)
            + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
     gemm_s = attn + (moe_ffn if moe_block else dense_ffn) + proj + lm + aux
+    if moe_block and shared_stream_overlaps(shared_experts_stream):  # I38: draft passes run in CUDA graphs too
+        gemm_s = gemm_s - shared_stream_saving_s(arch, chip, eff, plan, q, block, tuple(chip.peak_flop_per_s), 1.0,
+                                                 expert_balance, fused, glue_fusion)
 
     attn_prec = attention_precision or default_attention_precision(chip)
     attention_s = _attention_core_s(arch, chip, eff, t, n_dec, q, context_tokens, 0.0, 0.0, kv_precision_bytes,

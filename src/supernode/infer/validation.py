@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from supernode.catalog.loader import Catalog
-from supernode.errors import SupernodeError
+from supernode.errors import SupernodeError, UsageError
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
     fusion = {"glue_fusion": x["glue_fusion"]} if "glue_fusion" in x else {}
     # moe_backend: the stack's kernels for the routed experts, a fact of the source (I37); absent = "grouped"
     fusion.update({"moe_backend": x["moe_backend"]} if "moe_backend" in x else {})
+    # shared_experts_stream: the MoE shared experts on a second stream in CUDA-graph passes, a fact of the source
+    # (I38); absent = "serial". A prefill pass never takes it (SGLang runs prefill outside CUDA graphs)
+    stream = {"shared_experts_stream": x["shared_experts_stream"]} if "shared_experts_stream" in x else {}
     # weight_offload: [G, N], the run's layer-wise offload of routed experts to host memory (I26); absent = none
     fusion.update({"weight_offload": x["weight_offload"]} if "weight_offload" in x else {})
     if kind == "decode":
@@ -87,9 +90,12 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
                             precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
                             draft_tokens=x.get("draft_tokens", 0), acceptance_length=x.get("acceptance_length", 1.0),
                             attention_precision=x.get("attention_precision"), overlap=x.get("micro_batch_overlap"),
-                            **bal, **stack, **mods, **fusion)
+                            **bal, **stack, **mods, **fusion, **stream)
         return r["decode_tokens_per_s_per_chip"]
     if kind == "prefill":
+        if stream:
+            raise UsageError("shared_experts_stream: a prefill pass runs outside CUDA graphs, in series (I38); "
+                             "expected no such input on a prefill case")
         r = estimate_prefill(catalog, x["model"], x["system"], x.get("chips"), input_tokens=x["input_tokens"],
                              tokens_per_rank=x["tokens_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],
                              precision=x["precision"], kv_precision=x.get("kv_precision", "bf16"),
@@ -111,7 +117,7 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
         r = search(catalog, x["model"], x["system"], x.get("chips"),
                    workload=_workload(x, samples), precision=x["precision"], **finite,
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
-                   attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion,
+                   attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion, **stream,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
                    admission=x.get("admission", "independent"),  # a fact of the run (I15)
                    **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}),
