@@ -19,6 +19,15 @@ class UsageError(SupernodeError):
     exit_code = 2
 
 
+def one_of(flag: str, name: str | None, choices: tuple[str, ...]) -> str:
+    """``name``, the first of ``choices`` when None, or a one-line :class:`UsageError` naming ``flag`` and the
+    choices."""
+    name = name or choices[0]
+    if name not in choices:
+        raise UsageError(f"{flag}: expected one of {', '.join(choices)}, got {name!r}")
+    return name
+
+
 def close_ids(key: str, ids, limit: int = 5) -> list[str]:
     """Catalog ids a mistyped ``key`` probably meant, for an error's "did you mean" hint: ids that contain it or that
     it contains once case and separators are ignored (``cloudmatrix384`` -> ``cloudmatrix-384``), then near spellings

@@ -21,7 +21,7 @@ A family without a fit at the routed experts' format keeps the grouped GEMMs (th
 
 from __future__ import annotations
 
-from supernode.errors import UsageError
+from supernode.errors import one_of
 from supernode.perf.compute import Efficiency
 
 GROUPED = "grouped"
@@ -31,10 +31,7 @@ BACKENDS = (GROUPED, FUSED)
 
 def check(name: str | None) -> str:
     """``name`` (None: ``grouped``), or a one-line error naming ``--moe-backend``."""
-    name = name or GROUPED
-    if name not in BACKENDS:
-        raise UsageError(f"--moe-backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
-    return name
+    return one_of("--moe-backend", name, BACKENDS)
 
 
 def fused(eff: Efficiency, backend: str | None, experts_format) -> bool:

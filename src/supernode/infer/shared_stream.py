@@ -18,7 +18,7 @@ and the rule for the validation cases: validation/notes/sglang-shared-expert-str
 
 from __future__ import annotations
 
-from supernode.errors import UsageError
+from supernode.errors import one_of
 
 SERIAL = "serial"
 OVERLAP = "overlap"
@@ -27,10 +27,7 @@ MODES = (SERIAL, OVERLAP)
 
 def check(name: str | None) -> str:
     """``name`` (None: ``serial``), or a one-line error naming ``--shared-experts-stream``."""
-    name = name or SERIAL
-    if name not in MODES:
-        raise UsageError(f"--shared-experts-stream: expected one of {', '.join(MODES)}, got {name!r}")
-    return name
+    return one_of("--shared-experts-stream", name, MODES)
 
 
 def overlaps(name: str | None) -> bool:
