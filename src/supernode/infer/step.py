@@ -42,11 +42,11 @@ from supernode.hardware import ClusterSpec
 from supernode.infer import balance, fixed_costs, glue, kernels
 from supernode.infer.arch import ServingArch
 from supernode.infer.moe_backend import fused as fused_moe_op
-from supernode.infer.shared_stream import overlaps as shared_stream_overlaps
 from supernode.infer.plan import PlanGrid
 from supernode.infer.precision import (ACTIVATION_BYTES, dispatch_bytes, mean_over_formats, module_formats,
                                        weight_bytes)
 from supernode.infer.precision import attention_precision as default_attention_precision
+from supernode.infer.shared_stream import overlaps as shared_stream_overlaps
 from supernode.perf import collectives as coll
 from supernode.perf import compute
 
