@@ -25,3 +25,23 @@ def run_cli(capsys, monkeypatch):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def inference_result(catalog):
+    """One inference validation case (a validation/cases/infer-*.yaml path) against the model, each computed once a
+    session and shared by the tests that read it (tests/test_infer_validation.py, tests/test_track_record.py)."""
+    from functools import lru_cache
+
+    from supernode.infer.validation import run_case
+
+    return lru_cache(maxsize=None)(lambda path: run_case(catalog, path))
+
+
+@pytest.fixture(scope="session")
+def inference_case_files():
+    from pathlib import Path
+
+    from supernode.infer.validation import case_files
+
+    return case_files(Path(__file__).resolve().parents[1] / "validation" / "cases")

@@ -11,6 +11,7 @@ import yaml
 
 from supernode.catalog.loader import Catalog
 from supernode.errors import SupernodeError, UsageError
+from supernode.hardware import resolve_cluster
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class CaseResult:
     unit: str
     tolerance: float
     expected: str
+    family: str = ""  # the chip family of the case's system
+    # sequences in flight per chip in the estimate (decode and offline cases; None for prefill)
+    sequences_per_chip: float | None = None
 
     @property
     def error_fraction(self) -> float:
@@ -62,6 +66,12 @@ def _workload(x: dict, samples):
 
 def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
     """The case's metric predicted by the model (unit as the case's metric); ``base``: the case file's folder."""
+    return estimate(catalog, case, base)[0]
+
+
+def estimate(catalog: Catalog, case: dict, base: Path | None = None) -> tuple[float, dict]:
+    """The case's predicted metric and the estimate's plan view (``plan``, ``batch``: the sequences in flight, or
+    prompts for a prefill case, per instance of ``plan.chips_per_instance`` chips)."""
     from supernode.infer.search import estimate_decode, estimate_prefill, search
 
     x = dict(case["inputs"])
@@ -91,7 +101,7 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
                             draft_tokens=x.get("draft_tokens", 0), acceptance_length=x.get("acceptance_length", 1.0),
                             attention_precision=x.get("attention_precision"), overlap=x.get("micro_batch_overlap"),
                             **bal, **stack, **mods, **fusion, **stream)
-        return r["decode_tokens_per_s_per_chip"]
+        return r["decode_tokens_per_s_per_chip"], r
     if kind == "prefill":
         if stream:
             raise UsageError("shared_experts_stream: a prefill pass runs outside CUDA graphs, in series (I38); "
@@ -103,7 +113,7 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
                              # the prefill MoE kernels, a fact of the stack (I24); absent = "dedup"
                              **({"prefill_dispatch": x["prefill_dispatch"]} if "prefill_dispatch" in x else {}),
                              **bal, **stack, **mods, **fusion)
-        return r["prefill_tokens_per_s_per_chip"]
+        return r["prefill_tokens_per_s_per_chip"], r
     if kind == "offline":
         # batch: the run's sequences in flight; max_batch: the engine's cap on them (the run holds as many as fit
         # under it); neither: as many as fit (the search's memory-filled batch)
@@ -125,8 +135,8 @@ def predict(catalog: Catalog, case: dict, base: Path | None = None) -> float:
                    # fact of the run's configuration; absent = none
                    **({"max_num_tokens": x["max_num_tokens"]} if "max_num_tokens" in x else {}))
         if finite:
-            return r["colocated"]["finite_run"]["decode_tokens_per_s"]
-        return r["colocated"]["decode_tokens_per_s"]
+            return r["colocated"]["finite_run"]["decode_tokens_per_s"], r["colocated"]
+        return r["colocated"]["decode_tokens_per_s"], r["colocated"]
     raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
 
 
@@ -134,9 +144,12 @@ def run_case(catalog: Catalog, path: Path) -> CaseResult:
     """One case file against the model; a bad input value gives a one-line error that names the file."""
     case = yaml.safe_load(Path(path).read_text())
     try:
-        predicted = float(predict(catalog, case, Path(path).parent))
+        predicted, view = estimate(catalog, case, Path(path).parent)
+        x = case["inputs"]
+        family = resolve_cluster(catalog, x["system"], x.get("chips")).chip.family
     except SupernodeError as err:  # e.g. "--admission: expected ..." -> "<file>: inputs: --admission: expected ..."
         raise type(err)(f"{path}: inputs: {err}") from err
-    return CaseResult(case["id"], case["kind"], float(case["metric"]["value"]), predicted,
-                      case["metric"]["unit"], float(case["tolerance"]), case.get("expected", "pass"))
+    per_chip = None if case["kind"] == "prefill" else float(view["batch"]) / view["plan"]["chips_per_instance"]
+    return CaseResult(case["id"], case["kind"], float(case["metric"]["value"]), float(predicted),
+                      case["metric"]["unit"], float(case["tolerance"]), case.get("expected", "pass"), family, per_chip)
 
