@@ -118,6 +118,11 @@ def _print(res: dict) -> None:
         con.print(f"energy: {c['tokens_per_joule']:.3g} output tokens/J")
     if c.get("usd_per_million_tokens"):
         con.print(f"cost: ${c['usd_per_million_tokens']:.3g} per million output tokens ({c['cost_assumption']})")
+    from supernode.infer.track_record import describe
+
+    con.print(f"track record (co-located): {describe(c['track_record'])}")
+    if d and d.get("track_record"):
+        con.print(f"track record (disaggregated decode): {describe(d['track_record'])}")
     con.print(f"{res['configurations_evaluated']:,} configurations evaluated")
     for a in res["assumptions"]:
         con.print(f"- assumption: {a}")

@@ -13,6 +13,10 @@ def register(app: typer.Typer) -> None:
     def validate(
         cases: Optional[Path] = typer.Option(None, "--cases", help="Folder of case files (default validation/cases)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        write_track_record: bool = typer.Option(
+            False, "--write-track-record",
+            help="Also store the inference cases' signed errors as the serving model's track record "
+                 "(data/inference/track-record.yaml), which every serving estimate reports beside itself."),
     ) -> None:
         """Run the validation cases; exit 1 when a case is outside its tolerance."""
         from supernode.cli import console, emit_json, get_catalog
@@ -27,6 +31,12 @@ def register(app: typer.Typer) -> None:
         inf = [iv.run_case(cat, p) for p in iv.case_files(cases or cases_dir())]
         import numpy as np
 
+        if write_track_record:
+            from supernode.infer import track_record
+
+            path = track_record.write(inf)
+            if not as_json:
+                console().print(f"track record of {len(inf)} inference cases written to {path}")
         all_errs = [abs(r.error_fraction) for r in inf]
         pass_errs = [abs(r.error_fraction) for r in inf if r.expected == "pass"]
         # medians as np.median (mean of the two middle values for an even count), over all cases (the

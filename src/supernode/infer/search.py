@@ -14,7 +14,7 @@ from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Quantity
 from supernode.errors import CatalogError, UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
-from supernode.infer import balance, finite_run, fixed_costs, glue, kernels, offload
+from supernode.infer import balance, finite_run, fixed_costs, glue, kernels, offload, track_record
 from supernode.infer.arch import ServingArch, serving_arch
 from supernode.infer.moe_backend import describe as describe_moe_backend
 from supernode.infer.shared_stream import describe as describe_shared_stream
@@ -276,6 +276,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "colocated": _system_view(best, cluster, workload, rec),
     }
+    # the model's signed error on published runs of this chip family at a comparable load (reported, never applied)
+    result["colocated"]["track_record"] = track_record.comparable(
+        cluster.chip.family, result["colocated"]["batch"] / result["colocated"]["plan"]["chips_per_instance"])
     if max_num_tokens is not None:
         result["colocated"]["token_budget"] = _token_budget_view(best, opts, workload)
     if requests is not None:
@@ -299,6 +302,10 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         dec = _filled(decode, plans, opts)
         evaluated += len(pre_plans) + len(dec.plan)
         result["disaggregated"] = _disaggregate(pre, dec, cluster, workload, rec)
+        if result["disaggregated"]["feasible"]:
+            d = result["disaggregated"]["decode"]
+            result["disaggregated"]["track_record"] = track_record.comparable(
+                cluster.chip.family, d["batch"] / d["plan"]["chips_per_instance"])
     result["configurations_evaluated"] = evaluated
     result["assumptions"] = assumptions
     return result
