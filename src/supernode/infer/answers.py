@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from supernode.catalog.loader import Catalog
 from supernode.errors import SupernodeError
+from supernode.infer import track_record
 
 # (label, system-or-chip id, chips, serving stack): the systems the question names; the last row prices the same
 # CloudMatrix 384 under SGLang's Ascend backend (I34) to show what the software stack is worth on those chips
@@ -24,7 +25,7 @@ def decode_row(catalog: Catalog, model: str, on: str, chips: int, serving_stack:
     d = r["disaggregated"]["decode"]
     return {"precision": r["precision"], "plan": d["plan"], "tpot_s": d["tpot_s"], "meets_slo": d["meets_slo"],
             "tokens_per_s_per_chip": d["decode_tokens_per_s_per_chip"], "breakdown": d["breakdown"],
-            "system": r["system"]}
+            "system": r["system"], "track_record": r["disaggregated"]["track_record"]}
 
 
 def inference_answers(catalog: Catalog) -> str:
@@ -42,14 +43,15 @@ def inference_answers(catalog: Catalog) -> str:
     rows: dict = {}
     for model in ("deepseek-r1", "llama-3.1-70b"):
         out.append(f"### {model}\n")
-        out.append("| system | format | plan | TPOT | tokens/s per chip | tokens/J | USD per M tokens | bound by |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("| system | format | plan | TPOT | tokens/s per chip | tokens/J | USD per M tokens | bound by "
+                   "| model vs published runs |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for label, on, n, stack in SYSTEMS:
             try:
                 row = decode_row(catalog, model, on, n, stack)
                 cl = resolve_cluster(catalog, on, n)
             except SupernodeError as exc:
-                out.append(f"| {label} | - | - | - | unknown: {exc} | - | - | - |")
+                out.append(f"| {label} | - | - | - | unknown: {exc} | - | - | - | - |")
                 continue
             tps = row["tokens_per_s_per_chip"]
             rows[(model, on, stack)] = row
@@ -62,15 +64,26 @@ def inference_answers(catalog: Catalog) -> str:
             out.append(f"| {label} | {row['precision']} | tp{p['tp']} adp{p['attention_dp']} ep{p['ep']} pp{p['pp']} "
                        f"batch {p['batch']} | {row['tpot_s'] * 1e3:.0f} ms{'' if row['meets_slo'] else ' (SLO missed)'} | "
                        f"{tps:,.0f} | {'%.2f' % (tps / w) if w else 'unknown'} | "
-                       f"{'%.3f' % usd if usd else 'unknown'} | {bound} |")
+                       f"{'%.3f' % usd if usd else 'unknown'} | {bound} | {_track_s(row['track_record'])} |")
         out.append("")
     out.append("The CloudMatrix 384 rows differ only in the serving stack: the first prices the chips as Huawei's own "
                "CloudMatrix-Infer runs them (its published decode and prefill runs are validation cases within "
                "tolerance); the second adds SGLang's Ascend backend's own fixed time per MoE-model layer (I34, "
                "calibrated on SGLang's published one-request Qwen3-235B run on Atlas 800I A3), which a dense model "
                "does not take (I21's scope).\n")
+    out.append("*Model vs published runs*: the model's signed error (predicted / measured - 1, median and range) on the "
+               "published validation cases of the same chip family with sequences in flight per chip within "
+               f"{track_record.WINDOW:g}x of the row's (supernode.infer.track_record); 'none' where fewer than "
+               f"{track_record.MIN_CASES} exist, i.e. the row is not validated at its load.\n")
     out.append(_h20_reading(catalog, rows))
     return "\n".join(out)
+
+
+def _track_s(t: dict) -> str:
+    if t["median_error_fraction"] is None:
+        return f"none ({t['cases']} of {t['family']})"
+    return (f"{t['median_error_fraction']:+.0%} ({t['min_error_fraction']:+.0%}..{t['max_error_fraction']:+.0%}, "
+            f"{t['cases']} runs)")
 
 
 def _h20_reading(catalog: Catalog, rows: dict) -> str:
