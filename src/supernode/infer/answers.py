@@ -71,10 +71,11 @@ def inference_answers(catalog: Catalog) -> str:
                "tolerance); the second adds SGLang's Ascend backend's own fixed time per MoE-model layer (I34, "
                "calibrated on SGLang's published one-request Qwen3-235B run on Atlas 800I A3), which a dense model "
                "does not take (I21's scope).\n")
+    rec = track_record.load()  # the window and minimum the rows' track records were taken with
     out.append("*Model vs published runs*: the model's signed error (predicted / measured - 1, median and range) on the "
                "published validation cases of the same chip family with sequences in flight per chip within "
-               f"{track_record.WINDOW:g}x of the row's (supernode.infer.track_record); 'none' where fewer than "
-               f"{track_record.MIN_CASES} exist, i.e. the row is not validated at its load.\n")
+               f"{rec.window:g}x of the row's (supernode.infer.track_record); 'none' where fewer than "
+               f"{rec.min_cases} exist, i.e. the row is not validated at its load.\n")
     out.append(_h20_reading(catalog, rows))
     return "\n".join(out)
 
