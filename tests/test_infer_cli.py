@@ -37,7 +37,8 @@ def test_micro_batch_overlap_can_be_fixed(capsys):
     """--micro-batch-overlap / --no-micro-batch-overlap fix the plan's two-micro-batch overlap (a fact of the
     serving stack); the choice is reported in the plan and the assumptions."""
     common = ["infer", "deepseek-r1", "--on", "h100", "--chips", "16", "--input", "1024", "--output", "256",
-              "--precision", "fp8", "--attention-dp", "16", "--ep", "16", "--batch", "2048", "--json"]
+              "--precision", "fp8", "--attention-dp", "16", "--ep", "16", "--batch", "2048", "--prefill-chunk", "8192",
+              "--json"]
     seen = {}
     for flag, want in (("--micro-batch-overlap", True), ("--no-micro-batch-overlap", False)):
         assert main(common + [flag]) == 0

@@ -15,6 +15,7 @@ from supernode.errors import UsageError
 from supernode.infer import Workload, search
 from supernode.infer.finite_run import PromptBudget, ready_iterations
 from supernode.infer.plan import PlanGrid
+from supernode.infer.search import PREFILL_CHUNK_CANDIDATES
 from supernode.infer.scheduling import chunk_mix
 from supernode.infer.serving import Options, prompt_budget_tokens, token_budget_batch
 
@@ -106,13 +107,19 @@ def test_search_caps_the_batch_at_what_the_budget_sustains():
     assert capped["meets_slo"]
 
 
-def test_search_without_a_budget_is_unchanged_by_the_option_default():
+def test_search_without_a_budget_runs_the_chunk_it_chose():
+    """Without --prefill-chunk or --max-num-tokens the search chooses the chunk (I39); the finite run (I28) and every
+    figure are then those of that chunk given explicitly, and the stacks' default 8,192 given explicitly is never
+    better in the steady state."""
     wl = Workload(1000, 1000)
-    a = search(CAT, "llama-3.1-70b", "h200", 1, workload=wl, precision="fp8", disaggregated=False,
-               fixed={"tp": 1, "pp": 1, "batch": 128}, requests=600)["colocated"]
-    b = search(CAT, "llama-3.1-70b", "h200", 1, workload=wl, precision="fp8", disaggregated=False,
-               fixed={"tp": 1, "pp": 1, "batch": 128}, requests=600, prefill_chunk_tokens=8192)["colocated"]
-    assert a["finite_run"]["duration_s"] == b["finite_run"]["duration_s"]
+    kw = dict(workload=wl, precision="fp8", disaggregated=False, fixed={"tp": 1, "pp": 1, "batch": 128}, requests=600)
+    a = search(CAT, "llama-3.1-70b", "h200", 1, **kw)["colocated"]
+    assert a["prefill_chunk_searched"] and a["prefill_chunk_tokens"] in PREFILL_CHUNK_CANDIDATES
+    b = search(CAT, "llama-3.1-70b", "h200", 1, prefill_chunk_tokens=a["prefill_chunk_tokens"], **kw)["colocated"]
+    assert not b["prefill_chunk_searched"]
+    assert a["finite_run"]["duration_s"] == b["finite_run"]["duration_s"] and a["tpot_s"] == b["tpot_s"]
+    d = search(CAT, "llama-3.1-70b", "h200", 1, prefill_chunk_tokens=8192, **kw)["colocated"]
+    assert d["decode_tokens_per_s_per_chip"] <= a["decode_tokens_per_s_per_chip"]
 
 
 def test_the_budget_shortens_a_ramp_that_the_full_batch_budget_overstates():

@@ -73,7 +73,9 @@ def _print(res: dict) -> None:
         return (f"tp{p['tp']} pp{p['pp']} adp{p['attention_dp']} ep{p['ep']} batch {p['batch']}"
                 f"{' overlap' if p['micro_batch_overlap'] else ''}")
 
-    t.add_row("co-located", plan_s(c["plan"]) + f" x{c['instances']}", _fmt_s(c["ttft_s"]), _fmt_s(c["tpot_s"]),
+    chunk = (f" chunk {c['prefill_chunk_tokens']:,}{' (searched)' if c['prefill_chunk_searched'] else ''}"
+             if "token_budget" not in c else "")
+    t.add_row("co-located", plan_s(c["plan"]) + chunk + f" x{c['instances']}", _fmt_s(c["ttft_s"]), _fmt_s(c["tpot_s"]),
               f"{c['decode_tokens_per_s_per_chip']:,.0f}", f"{c['decode_tokens_per_s']:,.0f}",
               units.fmt(c["memory_bytes_per_chip"], units.BYTES), "met" if c["meets_slo"] else "MISSED")
     d = res.get("disaggregated")
@@ -163,8 +165,9 @@ def register(app: typer.Typer) -> None:
         attention_precision: Optional[str] = typer.Option(None, "--attention-precision", help="Attention "
                                                           "kernels: bf16 (default) or fp8 (needs --kv-precision fp8)."),
         prefill_chunk: Optional[int] = typer.Option(None, "--prefill-chunk", help="Chunked-prefill token budget per "
-                                                    "rank and iteration (co-located TTFT; default 8192, or what "
-                                                    "--max-num-tokens leaves beside the decodes)."),
+                                                    "rank and iteration (co-located serving). Default: searched "
+                                                    "over 512-8192 for the best plan that meets the SLOs (I39), or "
+                                                    "what --max-num-tokens leaves beside the decodes."),
         max_num_tokens: Optional[int] = typer.Option(None, "--max-num-tokens", help="The engine's token budget per "
                                                      "rank and iteration, decode and draft tokens counted "
                                                      "(TensorRT-LLM max_num_tokens, vLLM max_num_batched_tokens): "

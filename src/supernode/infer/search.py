@@ -3,7 +3,7 @@ cost per token. A loop over the same vectorized estimate a single plan uses (no 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,8 +22,8 @@ from supernode.infer.precision import (UNQUANTIZED_PARTS, check_attention_precis
                                        describe_module_formats, format_names, module_formats, resolve_module_precision,
                                        weight_formats)
 from supernode.infer.precision import recipes as precision_recipes
-from supernode.infer.serving import (SLO, Evaluation, Options, Workload, evaluate_colocated, evaluate_decode,
-                                     evaluate_prefill, grid, token_budget_batch, tokens_per_iteration,
+from supernode.infer.serving import (DEFAULT_PREFILL_CHUNK, SLO, Evaluation, Options, Workload, evaluate_colocated,
+                                     evaluate_decode, evaluate_prefill, grid, token_budget_batch, tokens_per_iteration,
                                      with_memory_filled)
 
 
@@ -92,6 +92,14 @@ def _pick(ev: Evaluation, key: np.ndarray) -> Choice | None:
 
 
 PREFILL_PROMPTS_PER_RANK = [1, 2, 4, 8, 16, 32, 64]
+# I39: the chunked-prefill budgets (prompt tokens per rank and iteration) the co-located search tries when neither
+# --prefill-chunk nor --max-num-tokens is given: the operator's knob (vLLM max_num_batched_tokens, SGLang
+# --chunked-prefill-size) that trades a TPOT stall per prompt chunk against TTFT. Largest first, so a tie keeps the
+# larger chunk; the stacks' common default (8,192) is among them, so the search never does worse than it; the
+# smallest is vLLM V0's chunked-prefill default (512), below which MLA's per-chunk re-projection of the prefix
+# (not priced) would grow large against the chunk's own work
+PREFILL_CHUNK_CANDIDATES = (8192, 4096, 2048, 1024, 512)
+assert DEFAULT_PREFILL_CHUNK in PREFILL_CHUNK_CANDIDATES
 MAX_PREFILL_TOKENS_PER_RANK = 65536
 
 
@@ -101,6 +109,13 @@ def _describe_prefill_dispatch(mode: str) -> str:
                 "the scale-out fabric once per remote scale-up domain holding one of its experts and is forwarded "
                 "over scale-up; decode and co-located iterations send every routed copy (low-latency kernels, I18)")
     return "prefill MoE dispatch/combine sends every routed copy to its expert's chip (all-to-all, I24)"
+
+
+def _describe_chunks(budget_words: str) -> str:
+    return (f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of {budget_words} per "
+            "rank, mixed into decode iterations, no queueing before admission; "
+            "an iteration carries a whole chunk or none, and a MoE instance's attention-DP ranks wait for the "
+            "slowest (I15)")
 
 
 def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, chips: int | None = None, *,
@@ -176,10 +191,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         f"{' except the parts named below (I20)' if modules else ''}; "
         f"KV cache at {kv_precision}; attention at {attention_precision or 'bf16'}",
         f"usable memory = {usable:.2f} x capacity ({rec.usable_memory_fraction.note.strip().split(';')[0]})",
-        f"mean request lengths; steady state; co-located TTFT = prompt prefilled in chunks of {budget_words} per "
-        "rank, mixed into decode iterations, no queueing before admission; "
-        "an iteration carries a whole chunk or none, and a MoE instance's attention-DP ranks wait for the "
-        "slowest (I15)",
+        _describe_chunks(budget_words),
     ]
     if modules:
         label = module_precision if isinstance(module_precision, str) else None
@@ -245,23 +257,36 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                                  f"--max-num-tokens {max_num_tokens:,}")
             plans = plans.take(np.flatnonzero(~over))
 
-    def colocated(pl):
-        return evaluate_colocated(arch, cluster, pl, workload, slo, opts, usable,
-                                  host_overhead_s=_host_s(serving_stack, cluster, pl))
-
     def decode(pl):
         return evaluate_decode(arch, cluster, pl, workload, slo, opts, usable,
                                host_overhead_s=_host_s(serving_stack, cluster, pl))
 
-    colo = _filled(colocated, plans, opts, workload)
-    evaluated = len(colo.plan)
-    used = (cluster.chips // colo.plan.chips_per_instance) * colo.plan.chips_per_instance
-    best = _pick(colo, colo.decode_tokens_per_s_per_chip * used)  # best per system, then per chip
-    if best is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
-        best = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
+    chunk_searched = prefill_chunk_tokens is None and max_num_tokens is None
+    best, evaluated = None, 0
+    for o in ([replace(opts, prefill_chunk_tokens=c) for c in PREFILL_CHUNK_CANDIDATES] if chunk_searched
+              else [opts]):
+        colo = _filled(lambda pl, o=o: evaluate_colocated(arch, cluster, pl, workload, slo, o, usable,
+                                                          host_overhead_s=_host_s(serving_stack, cluster, pl)),
+                       plans, o, workload)
+        evaluated += len(colo.plan)
+        used = (cluster.chips // colo.plan.chips_per_instance) * colo.plan.chips_per_instance
+        key = colo.decode_tokens_per_s_per_chip * used
+        ch = _pick(colo, key)  # best per system, then per chip
+        if ch is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
+            ch = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
+        if ch is not None and (best is None or (ch.meets_slo, float(key[ch.i])) > (best[0].meets_slo, best[1])):
+            best = (ch, float(key[ch.i]), o)
     if best is None:
         raise UsageError(f"--chips: {arch.id} does not fit in the memory of {cluster.chips} x {cluster.chip.id} "
                          f"at {prec} for any plan")
+    best, _, opts = best
+    if chunk_searched:
+        budget_words = (f"{opts.chunk_cap:,.0f} prompt tokens (searched over "
+                        f"{', '.join(f'{c:,}' for c in sorted(PREFILL_CHUNK_CANDIDATES))} since --prefill-chunk was "
+                        "not given, I39; a chunk's reads of its prompt's cached prefix, and MLA's re-projection of "
+                        "it, are not priced, which favours small chunks slightly)")
+        assumptions[assumptions.index(_describe_chunks(f"{DEFAULT_PREFILL_CHUNK:,} prompt tokens"))] = \
+            _describe_chunks(budget_words)
     result = {
         "model": arch.id, "system": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips,
         "precision": prec, "kv_precision": kv_precision,
@@ -276,6 +301,10 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "colocated": _system_view(best, cluster, workload, rec),
     }
+    # the prompt tokens a rank may add to an iteration (I15's chunk; under --max-num-tokens what the budget leaves,
+    # at most this) and whether the search chose it (I39)
+    result["colocated"]["prefill_chunk_tokens"] = int(opts.chunk_cap)
+    result["colocated"]["prefill_chunk_searched"] = chunk_searched
     # the model's signed error on published runs of this chip family at a comparable load (reported, never applied)
     result["colocated"]["track_record"] = track_record.comparable(
         cluster.chip.family, result["colocated"]["batch"] / result["colocated"]["plan"]["chips_per_instance"])

@@ -73,6 +73,7 @@ def estimate(catalog: Catalog, case: dict, base: Path | None = None) -> tuple[fl
     """The case's predicted metric and the estimate's plan view (``plan``, ``batch``: the sequences in flight, or
     prompts for a prefill case, per instance of ``plan.chips_per_instance`` chips)."""
     from supernode.infer.search import estimate_decode, estimate_prefill, search
+    from supernode.infer.serving import DEFAULT_PREFILL_CHUNK
 
     x = dict(case["inputs"])
     kind = case["kind"]
@@ -130,7 +131,10 @@ def estimate(catalog: Catalog, case: dict, base: Path | None = None) -> tuple[fl
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion, **stream,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
                    admission=x.get("admission", "independent"),  # a fact of the run (I15)
-                   **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else {}),
+                   # prefill_chunk_tokens: the run's chunked-prefill budget, a fact of its configuration; absent
+                   # (and no max_num_tokens) = the stacks' common default, 8,192, never the search's choice (I39)
+                   **({"prefill_chunk_tokens": int(x["prefill_chunk_tokens"])} if "prefill_chunk_tokens" in x else
+                      {} if "max_num_tokens" in x else {"prefill_chunk_tokens": DEFAULT_PREFILL_CHUNK}),
                    # max_num_tokens: the engine's token budget per rank and iteration, decode tokens counted (I29), a
                    # fact of the run's configuration; absent = none
                    **({"max_num_tokens": x["max_num_tokens"]} if "max_num_tokens" in x else {}))
