@@ -154,7 +154,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     host link (I26); None: every weight on the chip. ``requests``: also time a finite offline run of this many
     requests issued at once on the co-located plan, drain included (I28; ``colocated.finite_run``), with lengths
     drawn from ``length_samples`` (default: every request at the workload's means). ``prefill_chunk_tokens``: the
-    prompt tokens a rank adds to an iteration (None: 8,192, or what ``max_num_tokens`` leaves when that is given);
+    prompt tokens a rank adds to an iteration (None: the co-located search tries ``PREFILL_CHUNK_CANDIDATES`` and keeps
+    the best plan, I39, reported as ``colocated.prefill_chunk_tokens``; with ``max_num_tokens`` what that leaves);
     ``max_num_tokens``: the engine's token budget per rank and iteration counting decode and draft tokens too
     (TensorRT-LLM's max_num_tokens, vLLM's max_num_batched_tokens), which bounds the batch the engine sustains and
     the prompt tokens beside the decodes (I29). ``effective_bits``: the checkpoint's ModelOpt AutoQuantize target,

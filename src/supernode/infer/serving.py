@@ -127,7 +127,7 @@ class Options:
     acceptance_length: float = 1.0
     fixed: dict = field(default_factory=dict)  # tp, pp, dp, ep, batch, overlap (bool)
     # prompt tokens a rank adds to an iteration (a chunk); None: 8,192 (SGLang's default), or only what
-    # max_num_tokens leaves when that is given
+    # max_num_tokens leaves when that is given (the search itself tries several chunks when none is given, I39)
     prefill_chunk_tokens: int | None = None
     attention_precision: str | None = None  # None: BF16 attention; "fp8": FP8 attention kernels on an FP8 KV cache
     expert_balance: str = balance.DEFAULT_MODE  # eplb (default), none, ideal: the most loaded EP rank sets the step (I17)
