@@ -192,7 +192,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         f"{' except the parts named below (I20)' if modules else ''}; "
         f"KV cache at {kv_precision}; attention at {attention_precision or 'bf16'}",
         f"usable memory = {usable:.2f} x capacity ({rec.usable_memory_fraction.note.strip().split(';')[0]})",
-        _describe_chunks(budget_words),
+        (chunk_line := _describe_chunks(budget_words)),
     ]
     if modules:
         label = module_precision if isinstance(module_precision, str) else None
@@ -286,8 +286,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                         f"{', '.join(f'{c:,}' for c in sorted(PREFILL_CHUNK_CANDIDATES))} since --prefill-chunk was "
                         "not given, I39; a chunk's reads of its prompt's cached prefix, and MLA's re-projection of "
                         "it, are not priced, which favours small chunks slightly)")
-        assumptions[assumptions.index(_describe_chunks(f"{DEFAULT_PREFILL_CHUNK:,} prompt tokens"))] = \
-            _describe_chunks(budget_words)
+        assumptions[assumptions.index(chunk_line)] = _describe_chunks(budget_words)
     result = {
         "model": arch.id, "system": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips,
         "precision": prec, "kv_precision": kv_precision,
