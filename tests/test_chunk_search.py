@@ -68,3 +68,10 @@ def test_cli_shows_the_chunk_and_whether_it_was_searched(capsys):
     assert main(base + ["--prefill-chunk", "2048", "--json"]) == 0
     c = json.loads(capsys.readouterr().out)["colocated"]
     assert c["prefill_chunk_tokens"] == 2048 and c["prefill_chunk_searched"] is False
+
+
+def test_where_the_chunk_does_not_matter_the_search_keeps_the_default():
+    """Prompts shorter than every candidate enter whole whatever the budget: the plans at each chunk are equal (to
+    rounding), and the search reports the stacks' default rather than an arbitrary one of them."""
+    c = search(CAT, "llama-3.1-8b", "h100", 1, workload=Workload(128, 128), disaggregated=False)["colocated"]
+    assert c["prefill_chunk_searched"] and c["prefill_chunk_tokens"] == DEFAULT_PREFILL_CHUNK

@@ -30,6 +30,8 @@ class PlanGrid:
     ep: np.ndarray
     batch: np.ndarray
     overlap: np.ndarray
+    # the chunked-prefill budget of a co-located plan (prompt tokens per rank and iteration, I39); 0: the options'
+    chunk: np.ndarray | int = 0
 
     def __post_init__(self) -> None:
         n = len(self.tp)
@@ -53,6 +55,10 @@ class PlanGrid:
     @property
     def expert_tp(self) -> np.ndarray:
         return np.maximum(self.stage_chips // np.maximum(self.ep, 1), 1)
+
+    @staticmethod
+    def concat(grids: list["PlanGrid"]) -> "PlanGrid":
+        return PlanGrid(**{f.name: np.concatenate([getattr(g, f.name) for g in grids]) for f in fields(PlanGrid)})
 
     def take(self, idx) -> "PlanGrid":
         return PlanGrid(**{f.name: np.atleast_1d(getattr(self, f.name)[idx]) for f in fields(self)})

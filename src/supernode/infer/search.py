@@ -16,6 +16,7 @@ from supernode.errors import CatalogError, UsageError
 from supernode.hardware import ClusterSpec, resolve_cluster, si
 from supernode.infer import balance, finite_run, fixed_costs, glue, kernels, offload, track_record
 from supernode.infer.arch import ServingArch, serving_arch
+from supernode.infer.plan import PlanGrid
 from supernode.infer.moe_backend import describe as describe_moe_backend
 from supernode.infer.shared_stream import describe as describe_shared_stream
 from supernode.infer.precision import (UNQUANTIZED_PARTS, check_attention_precision, default_precision,
@@ -262,26 +263,30 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         return evaluate_decode(arch, cluster, pl, workload, slo, opts, usable,
                                host_overhead_s=_host_s(serving_stack, cluster, pl))
 
+    def colocated(pl):
+        return evaluate_colocated(arch, cluster, pl, workload, slo, opts, usable,
+                                  host_overhead_s=_host_s(serving_stack, cluster, pl))
+
+    # I39: with no chunk given, every plan at every candidate chunk, in one evaluation
     chunk_searched = prefill_chunk_tokens is None and max_num_tokens is None
-    best, evaluated = None, 0
-    for o in ([replace(opts, prefill_chunk_tokens=c) for c in PREFILL_CHUNK_CANDIDATES] if chunk_searched
-              else [opts]):
-        colo = _filled(lambda pl, o=o: evaluate_colocated(arch, cluster, pl, workload, slo, o, usable,
-                                                          host_overhead_s=_host_s(serving_stack, cluster, pl)),
-                       plans, o, workload)
-        evaluated += len(colo.plan)
-        used = (cluster.chips // colo.plan.chips_per_instance) * colo.plan.chips_per_instance
-        key = colo.decode_tokens_per_s_per_chip * used
-        ch = _pick(colo, key)  # best per system, then per chip
-        if ch is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
-            ch = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
-        if ch is not None and (best is None or (ch.meets_slo, float(key[ch.i])) > (best[0].meets_slo, best[1])):
-            best = (ch, float(key[ch.i]), o)
+    colo = _filled(colocated, PlanGrid.concat([replace(plans, chunk=np.full(len(plans), c))
+                                               for c in PREFILL_CHUNK_CANDIDATES]) if chunk_searched else plans,
+                   opts, workload)
+    evaluated = len(colo.plan)
+    used = (cluster.chips // colo.plan.chips_per_instance) * colo.plan.chips_per_instance
+    key = colo.decode_tokens_per_s_per_chip * used
+    best = _pick(colo, key)  # best per system, then per chip
+    if best is not None and chunk_searched:  # of plans equal to a millionth, the larger chunk (the default on a tie)
+        k = np.where(colo.ok if best.meets_slo else colo.memory.fits, key, -np.inf)
+        ties = np.flatnonzero(k >= k[best.i] * (1 - 1e-6))
+        best = Choice(colo, int(ties[np.argmax(colo.plan.chunk[ties])]), best.meets_slo)
+    if best is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
+        best = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
     if best is None:
         raise UsageError(f"--chips: {arch.id} does not fit in the memory of {cluster.chips} x {cluster.chip.id} "
                          f"at {prec} for any plan")
-    best, _, opts = best
     if chunk_searched:
+        opts = replace(opts, prefill_chunk_tokens=int(colo.plan.chunk[best.i]))
         budget_words = (f"{opts.chunk_cap:,.0f} prompt tokens (searched over "
                         f"{', '.join(f'{c:,}' for c in sorted(PREFILL_CHUNK_CANDIDATES))} since --prefill-chunk was "
                         "not given, I39; a chunk's reads of its prompt's cached prefix, and MLA's re-projection of "
@@ -484,7 +489,6 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     saturated decode figures). ``overlap=None`` takes the faster of with and without; ``expert_balance``,
     ``serving_stack``, ``module_precision``, ``glue_fusion``, ``weight_offload``, ``effective_bits``, ``moe_backend``
     and ``shared_experts_stream`` as in :func:`search`."""
-    from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
     cluster = resolve_cluster(catalog, on, chips)
@@ -516,7 +520,6 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     :func:`search`;
     ``serving_stack`` only for its fixed time per MoE layer (I34; a prefill forward has no per-token host time
     here)."""
-    from supernode.infer.plan import PlanGrid
 
     arch = serving_arch(catalog, model)
     cluster = resolve_cluster(catalog, on, chips)
