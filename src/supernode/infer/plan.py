@@ -31,7 +31,7 @@ class PlanGrid:
     batch: np.ndarray
     overlap: np.ndarray
     # the chunked-prefill budget of a co-located plan (prompt tokens per rank and iteration, I39); 0: the options'
-    chunk: np.ndarray | int = 0
+    chunk_tokens: np.ndarray | int = 0
 
     def __post_init__(self) -> None:
         n = len(self.tp)

@@ -95,7 +95,7 @@ def _pick(ev: Evaluation, key: np.ndarray) -> Choice | None:
 PREFILL_PROMPTS_PER_RANK = [1, 2, 4, 8, 16, 32, 64]
 # I39: the chunked-prefill budgets (prompt tokens per rank and iteration) the co-located search tries when neither
 # --prefill-chunk nor --max-num-tokens is given: the operator's knob (vLLM max_num_batched_tokens, SGLang
-# --chunked-prefill-size) that trades a TPOT stall per prompt chunk against TTFT. Largest first, so a tie keeps the
+# --chunked-prefill-size) that trades a TPOT stall per prompt chunk against TTFT. Of equal plans the search keeps the
 # larger chunk; the stacks' common default (8,192) is among them, so the search never does worse than it; the
 # smallest is vLLM V0's chunked-prefill default (512), below which MLA's per-chunk re-projection of the prefix
 # (not priced) would grow large against the chunk's own work
@@ -269,24 +269,23 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
 
     # I39: with no chunk given, every plan at every candidate chunk, in one evaluation
     chunk_searched = prefill_chunk_tokens is None and max_num_tokens is None
-    colo = _filled(colocated, PlanGrid.concat([replace(plans, chunk=np.full(len(plans), c))
+    colo = _filled(colocated, PlanGrid.concat([replace(plans, chunk_tokens=np.full(len(plans), c))
                                                for c in PREFILL_CHUNK_CANDIDATES]) if chunk_searched else plans,
                    opts, workload)
     evaluated = len(colo.plan)
     used = (cluster.chips // colo.plan.chips_per_instance) * colo.plan.chips_per_instance
     key = colo.decode_tokens_per_s_per_chip * used
     best = _pick(colo, key)  # best per system, then per chip
-    if best is not None and chunk_searched:  # of plans equal to a millionth, the larger chunk (the default on a tie)
-        k = np.where(colo.ok if best.meets_slo else colo.memory.fits, key, -np.inf)
-        ties = np.flatnonzero(k >= k[best.i] * (1 - 1e-6))
-        best = Choice(colo, int(ties[np.argmax(colo.plan.chunk[ties])]), best.meets_slo)
     if best is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
         best = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
     if best is None:
         raise UsageError(f"--chips: {arch.id} does not fit in the memory of {cluster.chips} x {cluster.chip.id} "
                          f"at {prec} for any plan")
-    if chunk_searched:
-        opts = replace(opts, prefill_chunk_tokens=int(colo.plan.chunk[best.i]))
+    if chunk_searched:  # of plans equal to a millionth, the larger chunk (the default where the chunk does not matter)
+        k = np.where(colo.ok if best.meets_slo else colo.memory.fits, key, -np.inf)
+        ties = np.flatnonzero(k >= k[best.i] * (1 - 1e-6))
+        best = Choice(colo, int(ties[np.argmax(colo.plan.chunk_tokens[ties])]), best.meets_slo)
+        opts = replace(opts, prefill_chunk_tokens=int(colo.plan.chunk_tokens[best.i]))
         budget_words = (f"{opts.chunk_cap:,.0f} prompt tokens (searched over "
                         f"{', '.join(f'{c:,}' for c in sorted(PREFILL_CHUNK_CANDIDATES))} since --prefill-chunk was "
                         "not given, I39; a chunk's reads of its prompt's cached prefix, and MLA's re-projection of "

@@ -222,7 +222,7 @@ def _memory(arch, cluster, plan, opts, context, tokens_per_rank, usable_fraction
 def prompt_budget_tokens(plan: PlanGrid, opts: Options) -> np.ndarray:
     """C_b per plan (tokens per rank and iteration): the prompt tokens an iteration may carry beside its b decoding
     sequences (I15); under a decode-inclusive budget M what the decodes leave, min(chunk, M - b (1 + m)) (I29)."""
-    cap = np.where(plan.chunk > 0, plan.chunk, opts.chunk_cap).astype(float)  # a plan's own chunk (I39) or the options'
+    cap = np.where(plan.chunk_tokens > 0, plan.chunk_tokens, opts.chunk_cap).astype(float)  # a plan's own chunk (I39) or the options'
     if opts.max_num_tokens is None:
         return cap
     return np.minimum(cap, opts.max_num_tokens - _per_rank(plan) * (1 + opts.draft_tokens))
