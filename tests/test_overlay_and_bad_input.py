@@ -96,6 +96,10 @@ BAD = {
     "bandwidth as compute": (GOOD_CHIP.replace("{value: 500, unit: TFLOP/s", "{value: 500, unit: GB/s"),
                              "compute_dense.bf16", "not a FLOP/s unit"),
     "bad yaml": (GOOD_CHIP + "\n  - : [", "", "invalid YAML"),
+    "half a device": (GOOD_CHIP + "runtime_devices: {value: 1.5, unit: count, kind: spec, source: my_src}\n",
+                      "runtime_devices", "whole number of devices"),
+    "devices in GB": (GOOD_CHIP + "runtime_devices: {value: 2, unit: GB, kind: spec, source: my_src}\n",
+                      "runtime_devices", "count"),
 }
 
 

@@ -225,6 +225,9 @@ class Chip(Strict):
     host_interface: Link | None = None
     tdp: Quantity | None = None
     silicon: Silicon | None = None
+    # devices the driver exposes per package, each run as its own rank by the serving stacks (e.g. the Ascend 910C's
+    # two dies, each an NPU device under CANN); absent: the package is one device
+    runtime_devices: Quantity | None = None
     price: Quantity | None = None
     notes: str | None = None
 
@@ -242,6 +245,11 @@ class Chip(Strict):
             raise ValueError(f"precision {sorted(both)[0]} is both in compute_dense and unsupported_precisions")
         _dim_check(self.tdp, units.POWER, "tdp")
         _dim_check(self.price, units.MONEY, "price")
+        _dim_check(self.runtime_devices, units.COUNT, "runtime_devices")
+        if self.runtime_devices is not None and self.runtime_devices.known:
+            n = self.runtime_devices.number
+            if n < 1 or n != int(n):
+                raise ValueError(f"runtime_devices: expected a whole number of devices >= 1, got {n:g}")
         return self
 
 
