@@ -80,10 +80,13 @@ def test_slo_filtering_and_tighter_slo_never_helps():
 
 
 def test_plan_degrees_multiply_to_instance_chips_and_fit_the_system():
+    """On CloudMatrix 384 the ranks are the 910C's dies, two per package: the plan's degrees multiply to the
+    instance's devices, twice its packages."""
     r = search(CAT, "deepseek-r1", "cloudmatrix-384", workload=Workload(2048, 256), slo=SLO(2.0, 0.05))
+    assert (r["chips"], r["devices"], r["devices_per_chip"]) == (384, 768, 2)
     for key in ("colocated",):
         p = r[key]["plan"]
-        assert p["tp"] * p["pp"] * p["attention_dp"] == p["chips_per_instance"]
+        assert p["tp"] * p["pp"] * p["attention_dp"] == p["devices_per_instance"] == 2 * p["chips_per_instance"]
         assert r[key]["chips_used"] <= 384
     d = r["disaggregated"]
     assert d["prefill_chips"] + d["decode_chips"] <= 384

@@ -112,7 +112,8 @@ def test_multi_node_plan_gets_the_multi_node_host_time(catalog):
 def test_ascend_stack_table_is_the_published_one(ascend_table):
     t = ascend_table
     assert t.serving_stack == "sglang-ascend" and t.no_overlap_tokens_per_s_per_rank is None
-    assert (t.chips, t.tp, t.dp, t.ep, t.requests_per_rank, t.draft_tokens) == (8, 8, 1, 1, 1, 4)
+    # 8 packages, TP16 over their 16 dies (the run's --tp 16; one rank per die since stop 41)
+    assert (t.chips, t.tp, t.dp, t.ep, t.requests_per_rank, t.draft_tokens) == (8, 16, 1, 1, 1, 4)
     assert t.acceptance_length == 4.03
     assert t.overlap_tokens_per_s_per_rank == pytest.approx(1 / 9.70e-3, rel=1e-3)  # 1 / mean TPOT
 
@@ -132,7 +133,7 @@ def test_ascend_stack_layer_overhead_rederived_from_its_table(catalog, ascend_ta
 def test_ascend_stack_row_is_reproduced(catalog, ascend_table):
     t = ascend_table
     r = estimate_decode(catalog, t.model, t.system, t.chips, context_tokens=t.input_tokens + t.output_tokens / 2,
-                        batch_per_rank=1, tp=8, pp=1, dp=1, ep=1, precision="int8", kv_precision="bf16",
+                        batch_per_rank=1, tp=16, pp=1, dp=1, ep=1, precision="int8", kv_precision="bf16",
                         expert_balance="none", draft_tokens=4, acceptance_length=4.03,
                         module_precision={"mtp": "bf16"}, serving_stack="sglang-ascend")
     assert r["tpot_s"] == pytest.approx(9.70e-3, rel=0.05)
@@ -149,7 +150,7 @@ def test_stack_layer_overhead_scope():
     assert fixed_costs.check_stack_family("sglang-ascend", "ascend-910") == "sglang-ascend"
     with pytest.raises(UsageError, match="--serving-stack: sglang-ascend is a stack of ascend-910 chips"):
         fixed_costs.check_stack_family("sglang-ascend", "nvidia-hopper")
-    assert "I34" in fixed_costs.describe("sglang-ascend") and "267 us" in fixed_costs.describe("sglang-ascend")
+    assert "I34" in fixed_costs.describe("sglang-ascend") and "252 us" in fixed_costs.describe("sglang-ascend")
     assert "not applied to this dense model" in fixed_costs.describe("sglang-ascend", moe=False)
     assert "dense" not in fixed_costs.describe("sglang-ascend", moe=True)
 

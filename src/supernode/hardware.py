@@ -55,6 +55,7 @@ class ChipSpec:
     tdp_w: float | None
     price_usd: float | None
     host_bytes_per_s: float | None = None  # link to the host CPU's memory, per direction (weight offload, I26)
+    devices: int = 1  # devices the driver exposes per package (the Ascend 910C's two dies), one rank each
 
     def peak(self, precision: str) -> float:
         """Dense peak at ``precision`` (FLOP/s); UsageError when the chip lacks it or it is unknown."""
@@ -79,6 +80,8 @@ def chip_spec(chip: Chip) -> ChipSpec:
         tdp_w=si(chip.tdp),
         price_usd=si(chip.price),
         host_bytes_per_s=per_chip_per_direction(chip.host_interface.bandwidth) if chip.host_interface else None,
+        devices=int(chip.runtime_devices.number) if chip.runtime_devices is not None and chip.runtime_devices.known
+        else 1,
     )
 
 
@@ -107,6 +110,7 @@ class ClusterSpec:
     power_w: float | None = None  # whole cluster; None when unknown
     price_usd: float | None = None
     assumptions: tuple[str, ...] = field(default_factory=tuple)
+    devices_per_chip: int = 1  # > 1: a device-level view (device_cluster): ``chip`` and ``chips`` are devices
 
     @property
     def scale_up(self) -> TierSpec:
@@ -231,3 +235,33 @@ def resolve_cluster(catalog: Catalog, on: str, chips: int | None = None) -> Clus
     close = close_ids(on, [*catalog.systems, *catalog.chips])
     hint = f"did you mean {', '.join(close)}?" if close else "see `supernode catalog systems` and `catalog chips`"
     raise UsageError(f"--on: unknown system or chip id {on!r}; {hint}")
+
+
+def device_cluster(cluster: ClusterSpec) -> ClusterSpec:
+    """The cluster as its runtime devices see it: a package of d devices (``ChipSpec.devices``: the Ascend 910C's two
+    dies, each an NPU device that the serving stacks run as one rank) becomes d chips, each with 1/d of the package's
+    peaks, memory, memory bandwidth, host link, power and price and 1/d of its links' bandwidth per direction (the
+    package's ports shared evenly; the dies' faster on-package link is not modelled, so traffic between two dies of
+    one package is priced on the scale-up tier), every tier's domain counting d times the devices. Totals (power,
+    price) do not change. A one-device chip returns the cluster itself."""
+    d = cluster.chip.devices
+    if d <= 1:
+        return cluster
+    c = cluster.chip
+
+    def part(x: float | None) -> float | None:
+        return None if x is None else x / d
+
+    chip = ChipSpec(id=c.id, name=f"{c.name}, one of its {d} devices", family=c.family,
+                    peak_flop_per_s={p: v / d for p, v in c.peak_flop_per_s.items()}, memory_bytes=part(c.memory_bytes),
+                    memory_bandwidth_bytes_per_s=part(c.memory_bandwidth_bytes_per_s), tdp_w=part(c.tdp_w),
+                    price_usd=part(c.price_usd), host_bytes_per_s=part(c.host_bytes_per_s), devices=1)
+    tiers = tuple(TierSpec(t.name, t.level, t.domain_chips * d, t.bandwidth_bytes_per_s / d, t.latency_s, t.topology,
+                           t.oversubscription_ratio) for t in cluster.tiers)
+    note = (f"{c.id}: each package is {d} runtime devices (one rank each); the serving model runs on the "
+            f"{cluster.chips * d} devices, each with 1/{d} of the package's compute, memory and links, and reports "
+            "per-chip figures per package")
+    return ClusterSpec(id=cluster.id, name=cluster.name, chip=chip, chips=cluster.chips * d, tiers=tiers,
+                       power_w=cluster.power_w, price_usd=cluster.price_usd,
+                       assumptions=cluster.assumptions + (note,), devices_per_chip=d)
+

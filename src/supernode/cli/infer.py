@@ -61,7 +61,9 @@ def _print(res: dict) -> None:
 
     con = console()
     c = res["colocated"]
-    con.print(f"[bold]{res['model']}[/bold] on {res['system']} ({res['chips']} x {res['chip']}), "
+    devices = (f" = {res['devices']:,} devices, {res['devices_per_chip']} per chip: plans count devices, per-chip "
+               "figures are per chip" if res.get("devices_per_chip", 1) > 1 else "")
+    con.print(f"[bold]{res['model']}[/bold] on {res['system']} ({res['chips']} x {res['chip']}{devices}), "
               f"{_weights_s(res)} weights, input {res['workload']['input_tokens']:g} / output "
               f"{res['workload']['output_tokens']:g} tokens{_dist_s(res['workload'])}, "
               f"SLO TTFT {_fmt_s(res['slo']['ttft_s'])}, TPOT {_fmt_s(res['slo']['tpot_s'])}")

@@ -39,7 +39,8 @@ def inference_answers(catalog: Catalog) -> str:
            f"(mean KV length {WORKLOAD[0] + WORKLOAD[1] // 2}), best plan found by `supernode infer` with TPOT <= 50 ms; "
            "weights at FP8 where the chip has it, else INT8; KV cache BF16. Per watt uses accelerator TDP (all-in "
            "system power for CloudMatrix 384); per dollar uses the catalog price over "
-           f"{amort_s / 3600 / 8766:g} years (capital only).\n"]
+           f"{amort_s / 3600 / 8766:g} years (capital only). On the Ascend 910C the plan's ranks are dies, two per "
+           "package (I40); per-chip figures are per package.\n"]
     rows: dict = {}
     for model in ("deepseek-r1", "llama-3.1-70b"):
         out.append(f"### {model}\n")

@@ -86,7 +86,7 @@ def _divisors(n: int) -> list[int]:
 
 def candidate_plans(arch: ServingArch, chips: int, scale_up_chips: int, *, tp=None, pp=None, dp=None, ep=None,
                     batch=None, batches: list[int] | None = None, max_instance_chips: int | None = None,
-                    overlap: bool | None = None, max_batch: int | None = None) -> PlanGrid:
+                    overlap: bool | None = None, max_batch: int | None = None, unit: str = "chips") -> PlanGrid:
     """All plans on at most ``chips`` chips: tp a power of two within the scale-up domain and not
     above the query heads; pp a power of two not above the layers; dp a power of two; ep (MoE) the
     whole stage or a power-of-two share of it; batch from ``batches``. Any argument given fixes
@@ -95,7 +95,7 @@ def candidate_plans(arch: ServingArch, chips: int, scale_up_chips: int, *, tp=No
     overlap on or off (a fact of the serving stack: SGLang TBO, vLLM DBO; TensorRT-LLM of 2025 has none); None
     tries both. ``max_batch``: an engine's cap on the instance batch; drawn batches above it are left out (the
     search adds the largest batch that fits under it, :func:`memory_filled`)."""
-    _check_fixed(arch, chips, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, max_batch=max_batch)
+    _check_fixed(arch, chips, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, max_batch=max_batch, unit=unit)
     tps = [tp] if tp else [t for t in _pow2_upto(min(scale_up_chips, arch.heads)) if arch.heads % t == 0]
     pps = [pp] if pp else [p for p in _pow2_upto(min(arch.layers, 16))]
     dps = [dp] if dp else (_pow2_upto(chips) if arch.is_moe else [1])  # dense: DP ranks = replicas
@@ -123,7 +123,7 @@ def candidate_plans(arch: ServingArch, chips: int, scale_up_chips: int, *, tp=No
         raise UsageError(f"--max-batch: {max_batch} is below one sequence per attention-DP rank and pipeline "
                          "micro-batch of every plan")
     if not rows:
-        raise UsageError(f"--chips: no plan of {chips} chips satisfies the fixed degrees")
+        raise UsageError(f"--chips: no plan of {chips} {unit} satisfies the fixed degrees")
     a = np.array(rows, dtype=np.int64).T
     return PlanGrid(tp=a[0], pp=a[1], dp=a[2], ep=a[3], batch=a[4], overlap=a[5])
 
@@ -147,7 +147,7 @@ def memory_filled(plan: PlanGrid, max_batch, cap: int | None = None) -> PlanGrid
     return PlanGrid(**{f.name: rows[:, j] for j, f in enumerate(fields(filled))})
 
 
-def _check_fixed(arch: ServingArch, chips: int, *, tp, pp, dp, ep, batch, max_batch=None) -> None:
+def _check_fixed(arch: ServingArch, chips: int, *, tp, pp, dp, ep, batch, max_batch=None, unit: str = "chips") -> None:
     for name, v in (("--tp", tp), ("--pp", pp), ("--attention-dp", dp), ("--ep", ep), ("--batch", batch),
                     ("--max-batch", max_batch)):
         if v is not None and v <= 0:
@@ -162,8 +162,8 @@ def _check_fixed(arch: ServingArch, chips: int, *, tp, pp, dp, ep, batch, max_ba
         raise UsageError(f"--ep: {arch.id} is a dense model (no experts to spread)")
     n = (tp or 1) * (pp or 1) * (dp or 1)
     if n > chips:
-        raise UsageError(f"--chips: tp x pp x attention-dp = {n} exceeds the {chips} chips")
+        raise UsageError(f"--chips: tp x pp x attention-dp = {n} exceeds the {chips} {unit}")
     if ep and tp and dp and (tp * dp) % ep:
         raise UsageError(f"--ep: {ep} does not divide tp x attention-dp = {tp * dp}")
     if ep and ep > chips:
-        raise UsageError(f"--ep: {ep} exceeds the {chips} chips")
+        raise UsageError(f"--ep: {ep} exceeds the {chips} {unit}")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Quantity
 from supernode.errors import CatalogError, UsageError
-from supernode.hardware import ClusterSpec, resolve_cluster, si
+from supernode.hardware import ClusterSpec, device_cluster, resolve_cluster, si
 from supernode.infer import balance, finite_run, fixed_costs, glue, kernels, offload, track_record
 from supernode.infer.arch import ServingArch, serving_arch
 from supernode.infer.plan import PlanGrid
@@ -81,6 +81,36 @@ class Choice:
             "breakdown": ev.breakdown.row(i),
         }
         return out
+
+
+_PACKAGE_BYTES = ("weights_bytes", "kv_cache_bytes", "activation_bytes", "total_bytes", "usable_bytes",
+                  "capacity_bytes")
+_PACKAGE_COUNTS = ("chips_used", "prefill_chips", "decode_chips")
+
+
+def _per_package(view: dict, d: int) -> dict:
+    """A serving view computed on the runtime devices of :func:`supernode.hardware.device_cluster` (``d`` per
+    package) in per-package units: per-chip rates and memory bytes times ``d``, chip counts over ``d``; a plan keeps
+    its ranks (tp, attention DP and EP count devices) and gains ``devices_per_instance``. Tokens per joule and per
+    dollar, times and batches do not change. ``d`` 1: the view itself."""
+    if d <= 1:
+        return view
+    out: dict = {}
+    for k, v in view.items():
+        if k == "plan" and isinstance(v, dict):
+            n = v["chips_per_instance"]
+            v = {**v, "chips_per_instance": n / d, "devices_per_instance": n}
+        elif k == "memory" and isinstance(v, dict):
+            v = {kk: vv * d if kk in _PACKAGE_BYTES else vv for kk, vv in v.items()}
+        elif isinstance(v, dict):
+            v = _per_package(v, d)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            if k.endswith(("_per_chip", "_per_chip_used")):
+                v = v * d
+            elif k in _PACKAGE_COUNTS:
+                v = v / d
+        out[k] = v
+    return out
 
 
 def _pick(ev: Evaluation, key: np.ndarray) -> Choice | None:
@@ -167,7 +197,10 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if requests is not None:
         requests = finite_run.check_requests(requests)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
-    cluster = resolve_cluster(catalog, on, chips) if isinstance(on, str) else on
+    # the serving model runs on the runtime devices (one rank each: the Ascend 910C's two dies); per-chip figures are
+    # reported per package (_per_package)
+    cluster = device_cluster(resolve_cluster(catalog, on, chips) if isinstance(on, str) else on)
+    d = cluster.devices_per_chip
     prec = precision or default_precision(cluster.chip)
     cluster.chip.peak(prec)  # one-line error when the chip lacks the format
     named = resolve_module_precision(module_precision) or {}
@@ -279,7 +312,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if best is None and "batch" in opts.fixed:  # the user fixed the batch: show the verdict, do not refuse
         best = Choice(colo, int(np.argmax(colo.decode_tokens_per_s_per_chip)), False)
     if best is None:
-        raise UsageError(f"--chips: {arch.id} does not fit in the memory of {cluster.chips} x {cluster.chip.id} "
+        raise UsageError(f"--chips: {arch.id} does not fit in the memory of {cluster.chips // d} x {cluster.chip.id} "
                          f"at {prec} for any plan")
     if chunk_searched:  # of plans equal to a millionth, the larger chunk (the default where the chunk does not matter)
         k = np.where(colo.ok if best.meets_slo else colo.memory.fits, key, -np.inf)
@@ -292,7 +325,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                         "it, are not priced, which favours small chunks slightly)")
         assumptions[assumptions.index(chunk_line)] = _describe_chunks(budget_words)
     result = {
-        "model": arch.id, "system": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips,
+        "model": arch.id, "system": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips // d,
+        **({"devices_per_chip": d, "devices": cluster.chips} if d > 1 else {}),
         "precision": prec, "kv_precision": kv_precision,
         **({"module_precision": format_names(module_formats(prec, modules))} if modules else {}),
         **({"effective_bits": float(effective_bits)} if effective_bits is not None else {}),
@@ -303,7 +337,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
                      "prefill_attention_tokens": workload.prefill_attention_tokens,
                      "ttft_input_tokens": workload.ttft_input_tokens, "samples": workload.samples},
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
-        "colocated": _system_view(best, cluster, workload, rec),
+        "colocated": _per_package(_system_view(best, cluster, workload, rec), d),
     }
     # the prompt tokens a rank may add to an iteration (I15's chunk; under --max-num-tokens what the budget leaves,
     # at most this) and whether the search chose it (I39)
@@ -315,9 +349,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if max_num_tokens is not None:
         result["colocated"]["token_budget"] = _token_budget_view(best, opts, workload)
     if requests is not None:
-        result["colocated"]["finite_run"] = _finite_run(
+        result["colocated"]["finite_run"] = _per_package(_finite_run(
             best, arch, cluster, workload, opts, usable, serving_stack, requests,
-            length_samples or finite_run.LengthSamples.fixed(workload.input_tokens, workload.output_tokens))
+            length_samples or finite_run.LengthSamples.fixed(workload.input_tokens, workload.output_tokens)), d)
         assumptions.append(f"finite run (I28): {requests:,} requests issued at once, dealt round-robin to the "
                            "co-located instances and admitted in a seeded shuffled order into the first free slot, "
                            f"each prompt in its turn at {budget_words} per rank and iteration in whole I15 "
@@ -334,7 +368,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         pre = evaluate_prefill(arch, cluster, pre_plans, workload, slo, opts, usable)
         dec = _filled(decode, plans, opts)
         evaluated += len(pre_plans) + len(dec.plan)
-        result["disaggregated"] = _disaggregate(pre, dec, cluster, workload, rec)
+        result["disaggregated"] = _per_package(_disaggregate(pre, dec, cluster, workload, rec), d)
         if result["disaggregated"]["feasible"]:
             d = result["disaggregated"]["decode"]
             result["disaggregated"]["track_record"] = track_record.comparable(
@@ -351,7 +385,8 @@ def _money(cluster: ClusterSpec, rec: ServingAssumptions, tokens_per_s_per_chip:
     if cluster.price_usd and tokens_per_s_per_chip > 0:
         amort_s = si(rec.amortisation_period)
         out["usd_per_million_tokens"] = cluster.price_usd / cluster.chips / amort_s / tokens_per_s_per_chip * 1e6
-        out["cost_assumption"] = (f"hardware price {cluster.price_usd:,.0f} USD for {cluster.chips} chips spread over "
+        out["cost_assumption"] = (f"hardware price {cluster.price_usd:,.0f} USD for "
+                                  f"{cluster.chips // cluster.devices_per_chip} chips spread over "
                                   f"{amort_s / 3600 / 8766:g} years of continuous use; capital only (no energy, hosting)")
     return out
 
@@ -408,7 +443,8 @@ def _disaggregate(pre: Evaluation, dec: Evaluation, cluster: ClusterSpec, wl: Wo
                 if rate > best[0]:
                     best = (rate, (cp, cd, k_p, k_d, n_p, n_d))
     if best[1] is None:
-        return {"feasible": False, "reason": f"no prefill + decode instance pair fits in {cluster.chips} chips"}
+        return {"feasible": False, "reason": f"no prefill + decode instance pair fits in "
+                                             f"{cluster.chips // cluster.devices_per_chip} chips"}
     rate, (cp, cd, k_p, k_d, n_p, n_d) = best
     P = float(pre.prefill_tokens_per_s_per_chip[cp.i])
     G = float(dec.decode_tokens_per_s_per_chip[cd.i])
@@ -490,7 +526,7 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     and ``shared_experts_stream`` as in :func:`search`."""
 
     arch = serving_arch(catalog, model)
-    cluster = resolve_cluster(catalog, on, chips)
+    cluster = device_cluster(resolve_cluster(catalog, on, chips))
     ov = [int(overlap)] if overlap is not None else [0, 1]
     plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=batch_per_rank * dp * pp, overlap=np.array(ov))
     check_attention_precision(cluster.chip, attention_precision, kv_precision)
@@ -504,7 +540,7 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     ev = evaluate_decode(arch, cluster, plan, Workload(context_tokens, 1.0), SLO(), opts, usable,
                          context_tokens=context_tokens, host_overhead_s=_host_s(serving_stack, cluster, plan))
     i = int(np.argmax(ev.decode_tokens_per_s_per_chip))
-    return Choice(ev, i, True).as_dict(cluster)
+    return _per_package(Choice(ev, i, True).as_dict(cluster), cluster.devices_per_chip)
 
 
 def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *, input_tokens: float,
@@ -521,7 +557,7 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     here)."""
 
     arch = serving_arch(catalog, model)
-    cluster = resolve_cluster(catalog, on, chips)
+    cluster = device_cluster(resolve_cluster(catalog, on, chips))
     ov = [int(overlap)] if overlap is not None else [0, 1]
     prompts = max(tokens_per_rank / input_tokens, 1e-9)
     plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=1, overlap=np.array(ov))
@@ -537,4 +573,4 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     usable = float(assumptions_record().usable_memory_fraction.number)
     ev = evaluate_prefill(arch, cluster, plan, Workload(input_tokens, 1.0), SLO(), opts, usable)
     i = int(np.argmax(ev.prefill_tokens_per_s_per_chip))
-    return Choice(ev, i, True).as_dict(cluster)
+    return _per_package(Choice(ev, i, True).as_dict(cluster), cluster.devices_per_chip)

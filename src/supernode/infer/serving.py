@@ -407,7 +407,9 @@ def grid(arch: ServingArch, cluster: ClusterSpec, opts: Options, batches=None, m
     return candidate_plans(arch, cluster.chips, cluster.scale_up.domain_chips, tp=f.get("tp"), pp=f.get("pp"),
                            dp=f.get("dp"), ep=f.get("ep"), batch=f.get("batch"), batches=batches,
                            max_instance_chips=max_instance_chips, overlap=f.get("overlap"),
-                           max_batch=f.get("max_batch"))
+                           max_batch=f.get("max_batch"),
+                           unit=("chips" if cluster.devices_per_chip <= 1 else
+                                 f"devices ({cluster.devices_per_chip} per chip; plans count devices)"))
 
 
 def _per_plan(fn, values, sizes):
