@@ -92,3 +92,20 @@ def test_the_text_plan_says_plans_count_devices(run_cli):
                              "--output", "128")
     assert code == 0, err
     assert "8 x ascend-910c = 16 devices, 2 per chip: plans count devices" in " ".join(out.split())
+
+
+def test_training_plans_count_devices_and_report_per_package(catalog):
+    """The training model runs on the same device view: the plan's degrees multiply to the dies, the memory per chip
+    is two dies' worth and within a package's capacity, chip-hours count packages."""
+    from supernode.train.api import train_plans
+
+    r = train_plans(catalog, "llama-3.1-8b", "ascend-910c", 8, seq_len=4096, global_batch=256, tokens=1e9, top=1)
+    assert (r["chips"], r["devices"], r["devices_per_chip"]) == (8, 16, 2)
+    best = r["plans"][0]
+    p = best["plan"]
+    assert p["tp"] * p["cp"] * p["dp"] * p["pp"] == 16
+    package = resolve_cluster(catalog, "ascend-910c", 8).chip.memory_bytes
+    assert 0.8 * package <= best["memory_capacity_bytes"] <= package  # two dies' usable memory
+    parts = sum(v for k, v in best["breakdown"].items() if k.endswith("_bytes"))
+    assert best["memory_bytes_per_chip"] == pytest.approx(parts, rel=1e-6)
+    assert best["training"]["chip_hours"] == pytest.approx(best["training"]["time_s"] * 8 / 3600)

@@ -258,7 +258,7 @@ def device_cluster(cluster: ClusterSpec) -> ClusterSpec:
                     price_usd=part(c.price_usd), host_bytes_per_s=part(c.host_bytes_per_s), devices=1)
     tiers = tuple(TierSpec(t.name, t.level, t.domain_chips * d, t.bandwidth_bytes_per_s / d, t.latency_s, t.topology,
                            t.oversubscription_ratio) for t in cluster.tiers)
-    note = (f"{c.id}: each package is {d} runtime devices (one rank each); the serving model runs on the "
+    note = (f"{c.id}: each package is {d} runtime devices (one rank each); the model runs on the "
             f"{cluster.chips * d} devices, each with 1/{d} of the package's compute, memory and links, and reports "
             "per-chip figures per package")
     return ClusterSpec(id=cluster.id, name=cluster.name, chip=chip, chips=cluster.chips * d, tiers=tiers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from supernode.catalog.loader import Catalog
-from supernode.hardware import resolve_cluster
+from supernode.hardware import device_cluster, resolve_cluster
 from supernode.train.plan import TrainWorkload
 from supernode.train.search import search
 from supernode.workload.model import load_model
@@ -29,7 +29,10 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
     """Search the best plans of ``model`` on ``on`` (system or chip id) and return them with their
     breakdowns, memory, fit, and (with ``tokens``) time, chip-hours and energy."""
     m = load_model(catalog, model)
-    cluster = resolve_cluster(catalog, on, chips)
+    # a package of several runtime devices trains as its devices, one rank each (I40: the Ascend 910C's dies); the
+    # plans count devices, the per-chip figures below are per package
+    cluster = device_cluster(resolve_cluster(catalog, on, chips))
+    d = cluster.devices_per_chip
     cluster.chip.peak(precision)  # one-line error when the chip lacks the precision
     if workload is None:
         B = global_batch or max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
@@ -46,16 +49,17 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
             "tokens_per_s": b["tokens_per_s"],
             "mfu": b["mfu"],
             "hfu": b["hfu"],
-            "memory_bytes_per_chip": b["memory_bytes_per_chip"],
-            "memory_capacity_bytes": b["memory_capacity_bytes"],
+            "memory_bytes_per_chip": b["memory_bytes_per_chip"] * d,
+            "memory_capacity_bytes": b["memory_capacity_bytes"] * d,
             "fits": bool(b["fits"]),
-            "breakdown": {k: b[k] for k in ("compute_s", "exposed_tp_comm_s", "exposed_cp_comm_s",
-                                            "exposed_ep_comm_s", "exposed_pp_comm_s", "exposed_dp_comm_s",
-                                            "bubble_s", "optimizer_s", "weights_bytes", "gradients_bytes",
-                                            "optimizer_bytes", "activations_bytes", "comm_buffers_bytes")},
+            "breakdown": {k: b[k] * (d if k.endswith("_bytes") else 1)
+                          for k in ("compute_s", "exposed_tp_comm_s", "exposed_cp_comm_s", "exposed_ep_comm_s",
+                                    "exposed_pp_comm_s", "exposed_dp_comm_s", "bubble_s", "optimizer_s",
+                                    "weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
+                                    "comm_buffers_bytes")},
         }
         if workload.tokens:
-            entry["training"] = training_time(workload.tokens, b["tokens_per_s"], cluster.chips, cluster.power_w)
+            entry["training"] = training_time(workload.tokens, b["tokens_per_s"], cluster.chips // d, cluster.power_w)
         plans.append(entry)
     assumptions = list(res.assumptions) + [
         "rank order: TP innermost, then CP, DP (EP within DP), PP outermost",
@@ -64,7 +68,8 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
         "MFU counts 6·N_active·tokens + causal attention against the dense peak of the stated precision",
     ]
     return {
-        "model": m.id, "cluster": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips,
+        "model": m.id, "cluster": cluster.id, "chip": cluster.chip.id, "chips": cluster.chips // d,
+        **({"devices_per_chip": d, "devices": cluster.chips} if d > 1 else {}),
         "workload": {"global_batch": workload.global_batch, "seq_len": workload.seq_len,
                      "precision": workload.precision, "tokens": workload.tokens,
                      "grad_dtype": workload.grad_dtype, "param_dtype": workload.param_dtype,
