@@ -66,6 +66,16 @@ def console():
     return Console(soft_wrap=False, width=max(160, Console().width))
 
 
+def chips_label(res: dict) -> str:
+    """``N x chip`` of a training or serving result, with its device count where a chip is several runtime devices
+    (I40: plans count devices, per-chip figures are per chip)."""
+    label = f"{res['chips']} x {res['chip']}"
+    if res.get("devices_per_chip", 1) > 1:
+        label += (f" = {res['devices']:,} devices, {res['devices_per_chip']} per chip: plans count devices, per-chip "
+                  "figures are per chip")
+    return label
+
+
 def fail(message: str, code: int = 2) -> None:
     """One-line error on stderr and exit."""
     sys.stderr.write(f"supernode: error: {message}\n")

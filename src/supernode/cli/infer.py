@@ -57,13 +57,11 @@ def _dist_s(w: dict) -> str:
 def _print(res: dict) -> None:
     from rich.table import Table
 
-    from supernode.cli import console
+    from supernode.cli import chips_label, console
 
     con = console()
     c = res["colocated"]
-    devices = (f" = {res['devices']:,} devices, {res['devices_per_chip']} per chip: plans count devices, per-chip "
-               "figures are per chip" if res.get("devices_per_chip", 1) > 1 else "")
-    con.print(f"[bold]{res['model']}[/bold] on {res['system']} ({res['chips']} x {res['chip']}{devices}), "
+    con.print(f"[bold]{res['model']}[/bold] on {res['system']} ({chips_label(res)}), "
               f"{_weights_s(res)} weights, input {res['workload']['input_tokens']:g} / output "
               f"{res['workload']['output_tokens']:g} tokens{_dist_s(res['workload'])}, "
               f"SLO TTFT {_fmt_s(res['slo']['ttft_s'])}, TPOT {_fmt_s(res['slo']['tpot_s'])}")

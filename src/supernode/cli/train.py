@@ -80,11 +80,10 @@ def _print(con, res: dict) -> None:
     from rich.table import Table
 
     from supernode import units
+    from supernode.cli import chips_label
 
     w = res["workload"]
-    devices = (f" = {res['devices']:,} devices, {res['devices_per_chip']} per chip: plans count devices, per-chip "
-               "figures are per chip" if res.get("devices_per_chip", 1) > 1 else "")
-    con.print(f"[bold]{res['model']}[/bold] on {res['cluster']} ({res['chips']} x {res['chip']}{devices}), "
+    con.print(f"[bold]{res['model']}[/bold] on {res['cluster']} ({chips_label(res)}), "
               f"{w['precision']}, B={w['global_batch']} x s={w['seq_len']}; "
               f"{res['search']['evaluated']:,} configurations evaluated, {res['search']['fitting']:,} fit")
     t = Table(title_justify="left")
