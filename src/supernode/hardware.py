@@ -239,11 +239,11 @@ def resolve_cluster(catalog: Catalog, on: str, chips: int | None = None) -> Clus
 
 def device_cluster(cluster: ClusterSpec) -> ClusterSpec:
     """The cluster as its runtime devices see it: a package of d devices (``ChipSpec.devices``: the Ascend 910C's two
-    dies, each an NPU device that the serving stacks run as one rank) becomes d chips, each with 1/d of the package's
-    peaks, memory, memory bandwidth, host link, power and price and 1/d of its links' bandwidth per direction (the
-    package's ports shared evenly; the dies' faster on-package link is not modelled, so traffic between two dies of
-    one package is priced on the scale-up tier), every tier's domain counting d times the devices. Totals (power,
-    price) do not change. A one-device chip returns the cluster itself."""
+    dies, each an NPU device that the serving and training stacks run as one rank) becomes d chips, each with 1/d of
+    the package's peaks, memory, memory bandwidth, host link, power and price and 1/d of its links' bandwidth per
+    direction (the package's ports shared evenly; the dies' faster on-package link is not modelled, so traffic between
+    two dies of one package is priced on the scale-up tier), every tier's domain counting d times the devices. Totals
+    (power, price) do not change. A one-device chip returns the cluster itself."""
     d = cluster.chip.devices
     if d <= 1:
         return cluster
@@ -264,4 +264,3 @@ def device_cluster(cluster: ClusterSpec) -> ClusterSpec:
     return ClusterSpec(id=cluster.id, name=cluster.name, chip=chip, chips=cluster.chips * d, tiers=tiers,
                        power_w=cluster.power_w, price_usd=cluster.price_usd,
                        assumptions=cluster.assumptions + (note,), devices_per_chip=d)
-
