@@ -92,3 +92,49 @@ def test_bad_case_input_names_the_file(tmp_path, capsys):
     assert main(["validate", "--cases", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and "--admission" in err and "sometimes" in err
+
+
+_DECODE_CASE = "infer-sglang-a3-deepseek-r1-w8a8-decode-50ms"
+
+
+@pytest.mark.parametrize("edit, names", [
+    # an input its kind does not read: refused, not ignored (a misspelt fact would leave the estimate at a default)
+    (lambda c: c["inputs"].update(context_token=4096), ["inputs: context_token", "not an input of a decode case"]),
+    (lambda c: c["inputs"].pop("context_tokens"), ["inputs: context_tokens: missing"]),
+    (lambda c: c.update(kind="serving"), ["kind: unknown inference case kind 'serving'"]),
+    (lambda c: c.pop("tolerance"), ["tolerance: required field is missing"]),
+    (lambda c: c["metric"].update(value="fast"), ["metric.value: expected a positive number"]),
+    (lambda c: c.update(expected="maybe"), ["expected: expected pass or xfail"]),
+])
+def test_malformed_case_is_one_line_naming_the_file_and_field(tmp_path, capsys, edit, names):
+    import yaml
+
+    from supernode.cli import main
+
+    case = yaml.safe_load(next(p for p in CASES if p.stem == _DECODE_CASE).read_text())
+    edit(case)
+    bad = tmp_path / "infer-bad.yaml"
+    bad.write_text(yaml.safe_dump(case))
+    assert main(["validate", "--cases", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err
+    for name in names:
+        assert name in err
+
+
+def test_offline_case_takes_speculative_decoding():
+    """The offline (co-located) kind passes the run's draft steps and accept length to the search: with an accept
+    length above one, the same run emits more tokens per iteration and its throughput rises."""
+    import yaml
+
+    from supernode.catalog.loader import load_catalog
+    from supernode.infer.validation import estimate
+
+    path = next(p for p in CASES if p.stem == "infer-sglang-a3-qwen3-coder-480b-w8a8-colocated-8card")
+    case = yaml.safe_load(path.read_text())
+    assert "draft_tokens" not in case["inputs"]
+    cat = load_catalog()
+    plain, _ = estimate(cat, case, path.parent)
+    case["inputs"].update(draft_tokens=1, acceptance_length=1.8)
+    drafted, _ = estimate(cat, case, path.parent)
+    assert drafted > 1.2 * plain

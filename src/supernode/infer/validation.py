@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from supernode.catalog.loader import Catalog
 from supernode.errors import SupernodeError, UsageError
 from supernode.hardware import resolve_cluster
@@ -38,6 +36,46 @@ class CaseResult:
 
 def case_files(root: Path) -> list[Path]:
     return sorted(Path(root).glob("infer-*.yaml"))
+
+
+# The inputs each case kind reads (``estimate``). Any other key is refused with a one-line error rather than silently
+# ignored: a misspelt or misplaced fact of the source would otherwise leave the estimate at a default.
+_COMMON_INPUTS = frozenset({
+    "model", "system", "chips", "precision", "kv_precision", "attention_precision", "tp", "pp", "dp", "ep",
+    "micro_batch_overlap", "expert_balance", "serving_stack", "module_precision", "effective_bits", "glue_fusion",
+    "moe_backend", "shared_experts_stream", "weight_offload"})
+CASE_INPUTS = {
+    "decode": _COMMON_INPUTS | {"batch_per_rank", "context_tokens", "draft_tokens", "acceptance_length"},
+    "prefill": _COMMON_INPUTS | {"input_tokens", "tokens_per_rank", "prefill_dispatch"},
+    "offline": _COMMON_INPUTS | {
+        "batch", "max_batch", "input_tokens", "output_tokens", "lengths", "lengths_output_mean_tokens",
+        "max_output_tokens", "requests", "prefill_chunk_tokens", "max_num_tokens", "moe_dp_padding", "admission",
+        "draft_tokens", "acceptance_length"},
+}
+
+
+_REQUIRED_INPUTS = {
+    "decode": ("model", "system", "precision", "tp", "pp", "dp", "ep", "batch_per_rank", "context_tokens"),
+    "prefill": ("model", "system", "precision", "tp", "pp", "dp", "ep", "input_tokens", "tokens_per_rank"),
+    "offline": ("model", "system", "precision"),
+}
+
+
+def _check_inputs(kind: str, x: dict) -> None:
+    """One-line errors for a case's inputs: an unknown kind, an input its kind does not read, a missing one."""
+    if kind not in CASE_INPUTS:
+        raise UsageError(f"kind: unknown inference case kind {kind!r}; expected one of {', '.join(CASE_INPUTS)}")
+    unknown = sorted(set(x) - CASE_INPUTS[kind])
+    if unknown:
+        raise UsageError(f"inputs: {unknown[0]}: not an input of a {kind} case; expected some of "
+                         f"{', '.join(sorted(CASE_INPUTS[kind]))}")
+    missing = [k for k in _REQUIRED_INPUTS[kind] if k not in x]
+    if kind == "offline" and "lengths" not in x:
+        missing += [k for k in ("input_tokens", "output_tokens") if k not in x]
+    if missing:
+        extra = " (or lengths: a length file)" if kind == "offline" and "lengths" not in x else ""
+        raise UsageError(f"inputs: {missing[0]}: missing; a {kind} case needs {', '.join(_REQUIRED_INPUTS[kind])}"
+                         + (", input_tokens, output_tokens" + extra if kind == "offline" else ""))
 
 
 def _samples(x: dict, base: Path | None):
@@ -77,6 +115,7 @@ def estimate(catalog: Catalog, case: dict, base: Path | None = None) -> tuple[fl
 
     x = dict(case["inputs"])
     kind = case["kind"]
+    _check_inputs(kind, x)
     bal = {"expert_balance": x["expert_balance"]} if "expert_balance" in x else {}  # a fact of the source (I17)
     # serving_stack: a fact of the source (I19); absent = "overlapped" (host scheduling hidden behind the GPU)
     stack = {"serving_stack": x["serving_stack"]} if "serving_stack" in x else {}
@@ -125,8 +164,11 @@ def estimate(catalog: Catalog, case: dict, base: Path | None = None) -> tuple[fl
         # token, drain included (I28); absent = the steady state
         samples = _samples(x, base)
         finite = {"requests": x["requests"], "length_samples": samples} if "requests" in x else {}
+        # draft_tokens / acceptance_length: the run's speculative decoding (draft steps, the accept length as the
+        # run printed it), facts of its configuration and log; absent = none
         r = search(catalog, x["model"], x["system"], x.get("chips"),
                    workload=_workload(x, samples), precision=x["precision"], **finite,
+                   draft_tokens=x.get("draft_tokens", 0), acceptance_length=x.get("acceptance_length", 1.0),
                    kv_precision=x.get("kv_precision", "bf16"), fixed=fixed, disaggregated=False,
                    attention_precision=x.get("attention_precision"), **bal, **stack, **mods, **fusion, **stream,
                    moe_dp_padding=bool(x.get("moe_dp_padding", False)),  # a fact of the stack (I23)
@@ -141,12 +183,41 @@ def estimate(catalog: Catalog, case: dict, base: Path | None = None) -> tuple[fl
         if finite:
             return r["colocated"]["finite_run"]["decode_tokens_per_s"], r["colocated"]
         return r["colocated"]["decode_tokens_per_s"], r["colocated"]
-    raise ValueError(f"{case.get('id')}: kind: unknown inference case kind {kind!r}")
+    raise AssertionError(kind)  # unreachable: _check_inputs refuses an unknown kind
+
+
+def _check_case(case) -> None:
+    """One-line errors for a case file's shape: the fields ``run_case`` reads, then its inputs (``_check_inputs``)."""
+    if not isinstance(case, dict):
+        raise UsageError("(top level): expected a mapping with id, kind, source, metric, inputs, tolerance")
+    for key in ("id", "kind", "inputs", "metric", "tolerance"):
+        if key not in case:
+            raise UsageError(f"{key}: required field is missing")
+    metric, inputs = case["metric"], case["inputs"]
+    if not isinstance(inputs, dict):
+        raise UsageError("inputs: expected a mapping of input names to values")
+    if not isinstance(metric, dict) or "value" not in metric or "unit" not in metric:
+        raise UsageError("metric: expected a mapping with value and unit")
+    value, tolerance = metric["value"], case["tolerance"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise UsageError(f"metric.value: expected a positive number, got {value!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance <= 1:
+        raise UsageError(f"tolerance: expected a fraction in (0, 1], got {tolerance!r}")
+    if case.get("expected", "pass") not in ("pass", "xfail"):
+        raise UsageError(f"expected: expected pass or xfail, got {case.get('expected')!r}")
+    _check_inputs(case["kind"], inputs)
 
 
 def run_case(catalog: Catalog, path: Path) -> CaseResult:
-    """One case file against the model; a bad input value gives a one-line error that names the file."""
-    case = yaml.safe_load(Path(path).read_text())
+    """One case file against the model; a malformed file or a bad input value gives a one-line error that names the
+    file."""
+    from supernode.catalog.loader import read_yaml
+
+    case = read_yaml(Path(path))
+    try:
+        _check_case(case)
+    except SupernodeError as err:
+        raise type(err)(f"{path}: {err}") from err
     try:
         predicted, view = estimate(catalog, case, Path(path).parent)
         x = case["inputs"]
