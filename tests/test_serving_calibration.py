@@ -144,15 +144,18 @@ def test_stack_layer_overhead_scope():
     assert t > 0.0
     assert fixed_costs.layer_overhead_s("ascend-910", True) == 0.0  # Huawei's own stack: no residual recorded
     assert fixed_costs.layer_overhead_s("ascend-910", True, "overlapped") == 0.0
-    assert fixed_costs.layer_overhead_s("ascend-910", False, "sglang-ascend") == 0.0  # dense: not calibrated
+    # dense models too since stop 42: the document's dense Qwen3-32B rows leave about the same residual per layer
+    assert fixed_costs.layer_overhead_s("ascend-910", False, "sglang-ascend") == t
+    assert "sglang-ascend" in fixed_costs.record().stack_layer_overhead_dense
     assert fixed_costs.host_overhead_s("sglang-ascend", True) == 0.0  # spec v2: the overlap scheduler stays on
     assert "sglang-ascend" in fixed_costs.serving_stacks()
     assert fixed_costs.check_stack_family("sglang-ascend", "ascend-910") == "sglang-ascend"
     with pytest.raises(UsageError, match="--serving-stack: sglang-ascend is a stack of ascend-910 chips"):
         fixed_costs.check_stack_family("sglang-ascend", "nvidia-hopper")
     assert "I34" in fixed_costs.describe("sglang-ascend") and "252 us" in fixed_costs.describe("sglang-ascend")
-    assert "not applied to this dense model" in fixed_costs.describe("sglang-ascend", moe=False)
+    assert "applied to this dense model too" in fixed_costs.describe("sglang-ascend", moe=False)
     assert "dense" not in fixed_costs.describe("sglang-ascend", moe=True)
+    assert "not applied to this dense model" in fixed_costs.describe("sglang-rocm", moe=False)  # no dense row
 
 
 def test_stack_layer_overhead_adds_passes_times_t_layer(catalog):
@@ -169,6 +172,22 @@ def test_stack_layer_overhead_adds_passes_times_t_layer(catalog):
     assert on["breakdown"]["layer_fixed_s"] == pytest.approx(61 * t)
     assert off["breakdown"]["layer_fixed_s"] == 0.0
     assert on["decode_tokens_per_s_per_chip"] < off["decode_tokens_per_s_per_chip"]
+
+
+def test_sglang_ascend_layer_time_applies_to_a_dense_model(catalog):
+    """Since stop 42 I34's sglang-ascend value also prices a dense model's layers and draft passes (the document's
+    dense Qwen3-32B rows); the dense 12ms row's residual per layer pass is within 5% of the MoE row's value."""
+    kw = dict(context_tokens=18000 + 4000 / 2, batch_per_rank=1, tp=16, pp=1, dp=1, ep=1, precision="bf16",
+              overlap=False, draft_tokens=4, acceptance_length=2.15)
+    on = estimate_decode(catalog, "qwen3-32b", "ascend-910c", 8, serving_stack="sglang-ascend", **kw)
+    off = estimate_decode(catalog, "qwen3-32b", "ascend-910c", 8, **kw)
+    t = fixed_costs.layer_overhead_s("ascend-910", False, "sglang-ascend")
+    it_on = on["breakdown"]["stage_s"] + on["breakdown"]["draft_s"]
+    it_off = off["breakdown"]["stage_s"] + off["breakdown"]["draft_s"]
+    assert it_on - it_off == pytest.approx((64 + 4) * t, rel=1e-9)
+    # measured iteration: mean TPOT 12.27 ms x accept length 2.15 (Qwen3 32B Low Latency 12ms)
+    residual = (12.27e-3 * 2.15 - off["tpot_s"] * 2.15) / (64 + 4)
+    assert residual == pytest.approx(t, rel=0.05)
 
 
 def test_stack_on_the_wrong_family_is_one_line_error(capsys):

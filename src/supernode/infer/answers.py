@@ -69,9 +69,9 @@ def inference_answers(catalog: Catalog) -> str:
         out.append("")
     out.append("The CloudMatrix 384 rows differ only in the serving stack: the first prices the chips as Huawei's own "
                "CloudMatrix-Infer runs them (its published decode and prefill runs are validation cases within "
-               "tolerance); the second adds SGLang's Ascend backend's own fixed time per MoE-model layer (I34, "
-               "calibrated on SGLang's published one-request Qwen3-235B run on Atlas 800I A3), which a dense model "
-               "does not take (I21's scope).\n")
+               "tolerance); the second adds SGLang's Ascend backend's own fixed time per layer (I34, calibrated on SGLang's "
+               "published one-request Qwen3-235B run on Atlas 800I A3 and, since stop 42, applied to dense models too: "
+               "the same document's dense Qwen3-32B runs leave about the same time per layer).\n")
     rec = track_record.load()  # the window and minimum the rows' track records were taken with
     out.append("*Model vs published runs*: the model's signed error (predicted / measured - 1, median and range) on the "
                "published validation cases of the same chip family with sequences in flight per chip within "

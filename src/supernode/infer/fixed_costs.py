@@ -19,7 +19,8 @@ work of every iteration on the critical path (I19). Both are data in
     I34  a serving stack calibrated on a family of its own (``stack_layer_overhead``) replaces the family's
          t_layer where a run names it: SGLang's Ascend backend on the Ascend 910 family, from a batch-1 row
          of SGLang's Ascend best-practice tables; SGLang's ROCm backend on CDNA 3 (sglang-rocm), from a 4-request
-         row of an InferenceX MI325X run (supernode.infer.calibration).
+         row of an InferenceX MI325X run (supernode.infer.calibration). MoE models only, except for the stacks of
+         ``stack_layer_overhead_dense``, whose value a dense row of the same stack shows too (sglang-ascend, stop 42).
 
 How far off: I18's alpha is one kernel family's (NVLink, one-sided); DeepEP's low-latency RDMA kernels
 are reproduced within 10% at 128 tokens and EP 16-256 (README table, ``checks``), but no published
@@ -79,6 +80,14 @@ class HostOverhead(Strict):
     multi_node: Quantity
 
 
+class DenseScope(Strict):
+    """Why a stack's own t_layer (I34) also applies to dense models: the published row that shows it."""
+
+    source: str
+    locator: str
+    note: str
+
+
 class SmallBatchCosts(Strict):
     id: str
     moe_kernel_floor: KernelFloors
@@ -86,6 +95,8 @@ class SmallBatchCosts(Strict):
     layer_overhead: dict[str, Quantity] = {}  # I21: chip family -> fixed time per layer of a MoE model
     # I34: serving stack -> chip family -> its own t_layer; a stack listed here runs only on those families
     stack_layer_overhead: dict[str, dict[str, Quantity]] = {}
+    # I34: the stacks whose own t_layer applies to dense models too (the others: MoE models only)
+    stack_layer_overhead_dense: dict[str, DenseScope] = {}
     checks: list[KernelCheck]
 
 
@@ -147,13 +158,17 @@ def layer_overhead_s(family: str, moe: bool, stack: str | None = None,
     layers run expert parallelism (ep > 1), the deployment class it was calibrated on (attention DP16 with EP16 and
     DeepEP on two H200 nodes); experts sharded by tensor parallelism (ep 1) take none of it (stop 31: SGLang's TP8
     H200 runs in InferenceX's tables show no such residual). A stack's own value (I34) applies at every ep: it was
-    calibrated at ep 1 and checked at EP16."""
+    calibrated at ep 1 and checked at EP16. ``moe`` False (a dense model): 0, unless the stack's own value is scoped
+    to dense models too (``stack_layer_overhead_dense``: SGLang's Ascend backend since stop 42)."""
+    rec = record()
     t, every_ep = 0.0, True
-    if moe:
-        own = record().stack_layer_overhead.get(stack or OVERLAPPED, {}).get(family)
-        q = own if own is not None else record().layer_overhead.get(family)
+    own = rec.stack_layer_overhead.get(stack or OVERLAPPED, {}).get(family)
+    if own is not None and (moe or (stack or OVERLAPPED) in rec.stack_layer_overhead_dense):
+        t = float(si(own))
+    elif moe:
+        q = rec.layer_overhead.get(family)
         t = float(si(q)) if q is not None else 0.0
-        every_ep = own is not None
+        every_ep = False
     return t if ep is None else np.where(every_ep | (np.asarray(ep) > 1), t, 0.0)
 
 
@@ -175,8 +190,12 @@ def describe(stack: str | None, moe: bool = True) -> str:
     own = rec.stack_layer_overhead.get(stack, {})
     if own:
         per = ", ".join(f"{fam} {float(si(q)) * 1e6:.0f} us" for fam, q in sorted(own.items()))
-        line += f"; its own fixed time per layer of a MoE model (I34): {per}"
-        if not moe:
+        dense = stack in rec.stack_layer_overhead_dense
+        line += f"; its own fixed time per layer{'' if dense else ' of a MoE model'} (I34): {per}"
+        if not moe and dense:
+            line += (" - applied to this dense model too: calibrated on a MoE row, it matches a dense row of the same "
+                     "stack (stop 42)")
+        elif not moe:
             line += (" - not applied to this dense model: no dense model is calibrated on this stack, so its "
                      "per-layer costs are not priced (the estimate is optimistic by an amount not known)")
     return line
