@@ -52,15 +52,20 @@ def test_median_target_over_every_case(inference_result):
     Stop 40: 12.17% over 144 (missed) with FlashInfer PR #1979's B200 rows in Blackwell's kernel-latency fit (5.0 -> 5.1
     us), by the kernel-table rule that admits any table naming its GPU and timing pre-quantized GEMMs. Stop 41: 11.5%
     over 144 (met again) since the serving model runs the Ascend 910C's two dies as the two devices every one of its
-    runs puts a rank on (hardware.device_cluster); the eleven Ascend cases moved six toward zero and five away."""
+    runs puts a rank on (hardware.device_cluster); the eleven Ascend cases moved six toward zero and five away.
+    Stop 42: 11.5% over 156 with the rest of SGLang's Ascend best-practice rows (twelve, by a rule fixed before they
+    ran), the dense Qwen3-32B rows priced with the stack's per-layer time (I34, scoped to dense models after their
+    estimates)."""
     errs = [abs(inference_result(p).error_fraction) for p in CASES]
     assert np.median(errs) <= 0.12
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's 'no case above 30%' over every case is not met: 5 known "
+@pytest.mark.xfail(strict=True, reason="the issue's 'no case above 30%' over every case is not met: 7 known "
                    "gaps (TensorRT-LLM's DeepSeek-R1-0528 NVFP4 FP8-KV run +43% as a finite run; MLPerf Llama 3.1 "
                    "405B NVFP4 with the engine's 1,536-token budget (I29, stop 24): GB200 NVL72 v5.0 +39%, 8 B200 "
-                   "v5.0 +32%; MLPerf v4.1 Llama 2 70B on 8 MI300X +33%; SGLang's Qwen3-235B on Atlas 800I A3 +49%), "
+                   "v5.0 +32%; MLPerf v4.1 Llama 2 70B on 8 MI300X +33%; SGLang's Qwen3-235B decode on Atlas 800I A3 "
+                   "+31%; stop 42's SGLang A3 rows Qwen3-30B-A3B on one card +64% and Qwen3-32B one request at TP8 "
+                   "-34%), "
                    "whose files say why (stop 25 passed GB300 NVL72 405B at Blackwell Ultra's "
                    "own FP4 fraction, the Mixtral H200 and MI325X runs with the MoE FFNs' glue, I30, MLPerf v5.1 "
                    "DeepSeek-R1 on GB200 NVL72 with MLA's, I31, and SGLang's H20 prefill at the H20's own FP8 "
