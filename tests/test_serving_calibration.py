@@ -158,17 +158,23 @@ def test_stack_layer_overhead_scope():
     assert "not applied to this dense model" in fixed_costs.describe("sglang-rocm", moe=False)  # no dense row
 
 
+def _with_and_without_sglang_ascend(catalog, model, chips, **kw):
+    """The decode estimate on ascend-910c with and without the sglang-ascend stack, and the iterations' difference
+    (stage plus draft passes)."""
+    on = estimate_decode(catalog, model, "ascend-910c", chips, serving_stack="sglang-ascend", **kw)
+    off = estimate_decode(catalog, model, "ascend-910c", chips, **kw)
+    added = sum(on["breakdown"][k] - off["breakdown"][k] for k in ("stage_s", "draft_s"))
+    return on, off, added
+
+
 def test_stack_layer_overhead_adds_passes_times_t_layer(catalog):
     """I34 adds (L + m) t_layer to a decode iteration of a MoE model on the family: L in the stage, one per draft
     pass; nothing under the default stack."""
-    kw = dict(context_tokens=4096, batch_per_rank=8, tp=1, pp=1, dp=16, ep=16, precision="int8", overlap=False,
-              expert_balance="none", draft_tokens=2, acceptance_length=2.0)
-    on = estimate_decode(catalog, "deepseek-r1", "ascend-910c", 16, serving_stack="sglang-ascend", **kw)
-    off = estimate_decode(catalog, "deepseek-r1", "ascend-910c", 16, **kw)
+    on, off, added = _with_and_without_sglang_ascend(
+        catalog, "deepseek-r1", 16, context_tokens=4096, batch_per_rank=8, tp=1, pp=1, dp=16, ep=16,
+        precision="int8", overlap=False, expert_balance="none", draft_tokens=2, acceptance_length=2.0)
     t = fixed_costs.layer_overhead_s("ascend-910", True, "sglang-ascend")
-    it_on = on["breakdown"]["stage_s"] + on["breakdown"]["draft_s"]
-    it_off = off["breakdown"]["stage_s"] + off["breakdown"]["draft_s"]
-    assert it_on - it_off == pytest.approx((61 + 2) * t, rel=1e-9)
+    assert added == pytest.approx((61 + 2) * t, rel=1e-9)
     assert on["breakdown"]["layer_fixed_s"] == pytest.approx(61 * t)
     assert off["breakdown"]["layer_fixed_s"] == 0.0
     assert on["decode_tokens_per_s_per_chip"] < off["decode_tokens_per_s_per_chip"]
@@ -177,14 +183,11 @@ def test_stack_layer_overhead_adds_passes_times_t_layer(catalog):
 def test_sglang_ascend_layer_time_applies_to_a_dense_model(catalog):
     """Since stop 42 I34's sglang-ascend value also prices a dense model's layers and draft passes (the document's
     dense Qwen3-32B rows); the dense 12ms row's residual per layer pass is within 5% of the MoE row's value."""
-    kw = dict(context_tokens=18000 + 4000 / 2, batch_per_rank=1, tp=16, pp=1, dp=1, ep=1, precision="bf16",
-              overlap=False, draft_tokens=4, acceptance_length=2.15)
-    on = estimate_decode(catalog, "qwen3-32b", "ascend-910c", 8, serving_stack="sglang-ascend", **kw)
-    off = estimate_decode(catalog, "qwen3-32b", "ascend-910c", 8, **kw)
+    _, off, added = _with_and_without_sglang_ascend(
+        catalog, "qwen3-32b", 8, context_tokens=18000 + 4000 / 2, batch_per_rank=1, tp=16, pp=1, dp=1, ep=1,
+        precision="bf16", overlap=False, draft_tokens=4, acceptance_length=2.15)
     t = fixed_costs.layer_overhead_s("ascend-910", False, "sglang-ascend")
-    it_on = on["breakdown"]["stage_s"] + on["breakdown"]["draft_s"]
-    it_off = off["breakdown"]["stage_s"] + off["breakdown"]["draft_s"]
-    assert it_on - it_off == pytest.approx((64 + 4) * t, rel=1e-9)
+    assert added == pytest.approx((64 + 4) * t, rel=1e-9)
     # measured iteration: mean TPOT 12.27 ms x accept length 2.15 (Qwen3 32B Low Latency 12ms)
     residual = (12.27e-3 * 2.15 - off["tpot_s"] * 2.15) / (64 + 4)
     assert residual == pytest.approx(t, rel=0.05)
