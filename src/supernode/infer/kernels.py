@@ -87,26 +87,43 @@ def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n
     families without a fit: the hierarchical all-reduce (:func:`supernode.perf.collectives.all_reduce_s`: the tier's
     latency per step, the scale-up collective fraction). At or above it, inside the scale-up domain, on a family with
     ``nccl_all_reduce``: the library's measured curve (:func:`supernode.perf.collectives.library_all_reduce_s`,
-    latency per step and bandwidth fraction fitted on published all_reduce_perf sweeps)."""
+    latency per step and bandwidth fraction fitted on published all_reduce_perf sweeps). Below it, on a family with
+    ``custom_all_reduce`` (C4): the same form with the latency and fraction fitted on published timings of the stacks'
+    own kernels (data/custom-allreduce-kernels)."""
     size = np.asarray(size_bytes, float)
     n = np.asarray(n)
     base = coll.all_reduce_s(cluster, size, n, 1, ceff)
-    lib = eff.nccl_all_reduce
+    lib, own = eff.nccl_all_reduce, eff.custom_all_reduce
     tier = cluster.tiers[0]
-    if not lib or tier.level != "scale_up":
+    if not (lib or own) or tier.level != "scale_up":
         return base
     nf = n.astype(float)
+    inside = (nf > 1) & (nf <= tier.domain_chips)
     limit = np.where(nf <= 2, eff.custom_all_reduce_max_bytes["tp_le_2"], eff.custom_all_reduce_max_bytes["tp_gt_2"])
+    if own:
+        small = coll.library_all_reduce_s(size, nf, tier.bandwidth_bytes_per_s, own["latency_step_s"],
+                                          own["bandwidth_fraction"])
+        base = np.where(inside & (size < limit), small, base)
+    if not lib:
+        return base
     library = coll.library_all_reduce_s(size, nf, tier.bandwidth_bytes_per_s, lib["latency_step_s"],
                                         lib["bandwidth_fraction"])
-    return np.where((nf > 1) & (nf <= tier.domain_chips) & (size >= limit), library, base)
+    return np.where(inside & (size >= limit), library, base)
 
 
 def describe_tp_all_reduce(eff: compute.Efficiency) -> str:
     """The assumption line of :func:`tp_all_reduce_s` for a family."""
     lim = eff.custom_all_reduce_max_bytes
-    head = (f"TP all-reduce (C3): the serving stack's own kernels up to {lim['tp_le_2'] / 1e6:g} MB per rank at TP <= 2 "
-            f"and {lim['tp_gt_2'] / 1e6:g} MB above (TensorRT-LLM; vLLM / SGLang 8 MiB), ")
+    head = (f"TP all-reduce (C3): the serving stack's own kernels up to {lim['tp_le_2'] / 1e6:g} MB per rank at "
+            f"TP <= 2 and {lim['tp_gt_2'] / 1e6:g} MB above (TensorRT-LLM; vLLM / SGLang 8 MiB), ")
+    own = eff.custom_all_reduce
+    if own:
+        head += (f"priced at {own['latency_step_s'] * 1e6:.1f} us per step and {own['bandwidth_fraction']:.2f} of "
+                 "the scale-up bandwidth (C4, fitted on published timings of those kernels, "
+                 "data/custom-allreduce-kernels), ")
+    else:
+        head += (f"priced at the scale-up tier's assumed latency per step (no published timings of those kernels "
+                 f"fitted for family {eff.family}), ")
     lib = eff.nccl_all_reduce
     if not lib:
         return head + (f"NCCL / RCCL above; no published all-reduce sweeps fitted for family {eff.family}, so every "

@@ -488,6 +488,11 @@ def fit_nccl_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
     tabs = nccl_fit_tables(catalog, family)
     if not tabs:
         raise ValueError(f"no all-reduce tables for chip family {family!r} in data/collective-kernels")
+    return _fit_library_form(tabs)
+
+
+def _fit_library_form(tabs: list[CollectiveRows]) -> tuple[float, float]:
+    """(a, f) of :func:`supernode.perf.collectives.library_all_reduce_s` fitted on ``tabs`` (C3, C4)."""
     from supernode.perf.collectives import library_all_reduce_s
 
     a_rows, y = [], []
@@ -500,6 +505,76 @@ def fit_nccl_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
         y.extend([w] * len(r.time_s))
     a, inv_f = np.linalg.lstsq(np.array(a_rows), np.array(y), rcond=None)[0]
     return float(a), float(1.0 / inv_f)
+
+
+# C4 (validation/notes/custom-all-reduce-fit-rule.md): the serving stacks' own all-reduce kernels below their limit
+CUSTOM_AR_FIT_MAX_BYTES = 8 * 2**20  # rows up to here: the messages the stacks keep for their own kernels (8 MiB)
+CUSTOM_AR_FIT_MAX_GPUS = 8  # one scale-up domain's TP group, 2-8 ranks
+CUSTOM_AR_FIT_MIN_ROWS = 3
+
+
+class CustomAllReduceTable(_MeasuredTable):
+    """Published per-call times of a serving stack's own all-reduce kernel (vLLM / SGLang custom all-reduce,
+    TensorRT-LLM's one-shot / two-shot / Lamport kernels, FlashInfer's, AITER's) on ``gpus`` chips of one scale-up
+    domain, per message size per rank (C4). ``fused_epilogue``: the timed op also adds the residual and runs RMSNorm,
+    which the serving model prices as a kernel of its own (the fit is then slightly high, as the rule says)."""
+
+    locator: str
+    gpus: int
+    scope: str
+    stack: str
+    kernel: str
+    fused_epilogue: bool
+    algorithm: str
+    dtype: str
+    hidden: int | None = None
+    cuda_graph: bool | Literal["not printed"]
+    timing: str
+    anomalous: bool = False
+    columns: list[Literal["size_bytes", "time_us"]]
+    rows: list[list[float | int]]
+
+
+def custom_all_reduce_tables() -> list[CustomAllReduceTable]:
+    return _tables("custom-allreduce-kernels", CustomAllReduceTable)
+
+
+def custom_all_reduce_rows(catalog: Catalog, table: CustomAllReduceTable) -> CollectiveRows:
+    """The table's rows of at most CUSTOM_AR_FIT_MAX_BYTES per rank, with the chip's scale-up link bandwidth."""
+    from supernode.hardware import resolve_cluster
+
+    col = {c: i for i, c in enumerate(table.columns)}
+    rows = [r for r in table.rows if float(r[col["size_bytes"]]) <= CUSTOM_AR_FIT_MAX_BYTES]
+    size = np.array([float(r[col["size_bytes"]]) for r in rows])
+    time_s = np.array([float(r[col["time_us"]]) * 1e-6 for r in rows])
+    link = resolve_cluster(catalog, table.chip, 1).tiers[0].bandwidth_bytes_per_s
+    return CollectiveRows(table, size, time_s, float(link))
+
+
+def custom_fit_tables(catalog: Catalog, family: str) -> list[CollectiveRows]:
+    """The tables the family's C4 fit uses, by the rule fixed before the fit: the stacks' own all-reduce kernels on
+    chips of ``family`` over 2 to CUSTOM_AR_FIT_MAX_GPUS ranks, not marked anomalous, with at least
+    CUSTOM_AR_FIT_MIN_ROWS rows of at most CUSTOM_AR_FIT_MAX_BYTES (those rows only)."""
+    from supernode.hardware import resolve_cluster
+
+    out = []
+    for t in custom_all_reduce_tables():
+        if (t.anomalous or not 2 <= t.gpus <= CUSTOM_AR_FIT_MAX_GPUS
+                or resolve_cluster(catalog, t.chip, 1).chip.family != family):
+            continue
+        r = custom_all_reduce_rows(catalog, t)
+        if len(r.size_bytes) >= CUSTOM_AR_FIT_MIN_ROWS:
+            out.append(r)
+    return out
+
+
+def fit_custom_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
+    """The family's C4 parameters (latency per step a in s, bandwidth fraction f) of the stacks' own all-reduce: C3's
+    form and solver over :func:`custom_fit_tables`. ValueError when the family has no such table."""
+    tabs = custom_fit_tables(catalog, family)
+    if not tabs:
+        raise ValueError(f"no custom all-reduce tables for chip family {family!r} in data/custom-allreduce-kernels")
+    return _fit_library_form(tabs)
 
 
 # I37's fit rows: decode sizes (validation/notes/blackwell-fp4-moe-decode-kernel-evidence.md)

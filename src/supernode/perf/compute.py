@@ -87,6 +87,9 @@ class EfficiencyFile(Strict):
     # latency per step (s) and bus bandwidth / scale-up link bandwidth, fitted on data/collective-kernels; absent: the
     # tier's latency and collective_bandwidth_fraction at every size
     nccl_all_reduce: dict[Literal["latency_step_s", "bandwidth_fraction"], Factor] = {}
+    # C4: the serving stacks' own all-reduce kernels below their message limit, the same two parameters fitted on
+    # data/custom-allreduce-kernels (validation/notes/custom-all-reduce-fit-rule.md); absent: the tier's latency
+    custom_all_reduce: dict[Literal["latency_step_s", "bandwidth_fraction"], Factor] = {}
     # C3: the largest all-reduce message (bytes per rank) the serving stacks' own kernels take, for TP groups of at
     # most two and of more ranks (default.yaml); larger messages go to NCCL / RCCL
     custom_all_reduce_max_bytes: dict[Literal["tp_le_2", "tp_gt_2"], Factor] = {}
@@ -129,6 +132,7 @@ class Efficiency:
     attention_prefill_peak_fraction: dict[str, float] = field(default_factory=dict)  # I35, precision -> f
     chip_attention_prefill_peak_fraction: dict[str, dict[str, float]] = field(default_factory=dict)  # I35 per chip
     nccl_all_reduce: dict[str, float] = field(default_factory=dict)  # C3: latency_step_s, bandwidth_fraction
+    custom_all_reduce: dict[str, float] = field(default_factory=dict)  # C4: latency_step_s, bandwidth_fraction
     custom_all_reduce_max_bytes: dict[str, float] = field(default_factory=dict)  # C3: tp_le_2, tp_gt_2
     fused_moe: dict[str, dict[str, float]] = field(default_factory=dict)  # I37: precision -> fixed_s, phi_f
 
@@ -247,6 +251,7 @@ def efficiency(family: str) -> Efficiency:
         chip_gemm_peak_fraction={c: {k: v.value for k, v in f.items()}
                                  for c, f in data.chip_gemm_peak_fraction.items()},
         nccl_all_reduce={k: v.value for k, v in data.nccl_all_reduce.items()},
+        custom_all_reduce={k: v.value for k, v in data.custom_all_reduce.items()},
         custom_all_reduce_max_bytes={k: v.value for k, v in (data.custom_all_reduce_max_bytes
                                                             or default.custom_all_reduce_max_bytes).items()},
         fused_moe={p: {k: v.value for k, v in f.items()} for p, f in data.fused_moe.items()},

@@ -1,0 +1,111 @@
+"""C4 (docs/inference.md, validation/notes/custom-all-reduce-fit-rule.md): the serving stacks' own all-reduce kernels
+below their message limit. The published tables in data/custom-allreduce-kernels cite catalog sources and chips, the
+families' recorded latency and bandwidth fraction are what the fit rule gives on them, and the serving model prices
+small messages by them where a family has them and by the tier's assumed latency where it has none."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from supernode.catalog import load_catalog
+from supernode.hardware import resolve_cluster
+from supernode.infer import kernels
+from supernode.perf import calibration as cal
+from supernode.perf import collectives as coll
+from supernode.perf.compute import efficiency
+
+CAT = load_catalog(use_env=False)
+TABLES = cal.custom_all_reduce_tables()
+FAMILIES = sorted({resolve_cluster(CAT, t.chip, 1).chip.family for t in TABLES})
+FITTED = [f for f in FAMILIES if cal.custom_fit_tables(CAT, f)]
+
+
+def test_tables_cite_catalog_sources_and_chips():
+    assert TABLES
+    for t in TABLES:
+        assert t.source in CAT.sources, t.id
+        resolve_cluster(CAT, t.chip, 1)  # raises on an unknown chip
+        assert t.columns == ["size_bytes", "time_us"], t.id
+        assert all(len(r) == 2 and float(r[1]) > 0 for r in t.rows), t.id
+
+
+def test_sizes_do_not_decrease_within_each_table():
+    """Rows in size order (two shapes of one size may both appear, e.g. 512 x 8192 and 256 x 16384)."""
+    for t in TABLES:
+        sizes = [float(r[0]) for r in t.rows]
+        assert sizes == sorted(sizes), t.id
+
+
+def test_fit_tables_follow_the_rule():
+    for f in FITTED:
+        for r in cal.custom_fit_tables(CAT, f):
+            assert 2 <= r.table.gpus <= cal.CUSTOM_AR_FIT_MAX_GPUS
+            assert len(r.size_bytes) >= cal.CUSTOM_AR_FIT_MIN_ROWS
+            assert r.size_bytes.max() <= cal.CUSTOM_AR_FIT_MAX_BYTES
+
+
+@pytest.mark.parametrize("family", FITTED)
+def test_fit_runs_on_every_family_with_tables_and_no_family_records_it_yet(family):
+    """Stop 43 (validation/notes/custom-all-reduce-fit-rule.md, 'Outcome'): the fit runs, but applied as the rule was
+    written it made the model worse on the strength of one Blackwell table that contradicts the family's NCCL sweep,
+    so no efficiency record carries C4 values yet and the serving model is unchanged."""
+    a, f = cal.fit_custom_all_reduce(CAT, family)
+    assert np.isfinite(a) and np.isfinite(f) and a > 0
+    assert efficiency(family).custom_all_reduce == {}
+
+
+def test_families_without_tables_have_no_fit():
+    for family in ("ascend-910", "amd-cdna4"):
+        if family in FITTED:
+            continue
+        with pytest.raises(ValueError, match=family):
+            cal.fit_custom_all_reduce(CAT, family)
+        assert efficiency(family).custom_all_reduce == {}
+
+
+def _ar(chip, n, size):
+    cl = resolve_cluster(CAT, chip, 8)
+    eff = kernels.efficiency(cl)
+    ceff = kernels.collective_efficiency(cl, eff)
+    return float(kernels.tp_all_reduce_s(cl, eff, np.array([size]), np.array([n]), ceff)[0]), cl, eff, ceff
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_small_messages_take_the_families_own_fit_or_the_tier(n):
+    size = 57344.0  # 4 tokens x 7168 x BF16: a decode all-reduce
+    for chip in ("b200", "h200", "mi300x", "ascend-910c"):
+        t, cl, eff, ceff = _ar(chip, n, size)
+        own = eff.custom_all_reduce
+        if own:
+            want = coll.library_all_reduce_s(size, n, cl.tiers[0].bandwidth_bytes_per_s, own["latency_step_s"],
+                                             own["bandwidth_fraction"])
+        else:
+            want = float(coll.all_reduce_s(cl, np.array([size]), np.array([n]), 1, ceff)[0])
+        assert t == pytest.approx(float(want)), chip
+        assert t > 0
+
+
+def test_assumption_line_names_the_small_message_price():
+    for family in ("nvidia-blackwell", "ascend-910"):
+        line = kernels.describe_tp_all_reduce(efficiency(family))
+        assert ("C4" in line) == bool(efficiency(family).custom_all_reduce), line
+
+
+def test_a_recorded_c4_fit_prices_small_messages_only():
+    """With C4 values on the family (as a later stop may record), messages below the stacks' limit take C4's price and
+    messages at or above it keep C3's."""
+    cl = resolve_cluster(CAT, "b200", 8)
+    eff = dataclasses.replace(kernels.efficiency(cl), custom_all_reduce={"latency_step_s": 1e-6,
+                                                                         "bandwidth_fraction": 0.5})
+    ceff = kernels.collective_efficiency(cl, eff)
+    bw = cl.tiers[0].bandwidth_bytes_per_s
+    small, big = 57344.0, 64e6
+    t = kernels.tp_all_reduce_s(cl, eff, np.array([small, big]), np.array([8, 8]), ceff)
+    assert t[0] == pytest.approx(float(coll.library_all_reduce_s(small, 8, bw, 1e-6, 0.5)))
+    lib = eff.nccl_all_reduce
+    assert t[1] == pytest.approx(float(coll.library_all_reduce_s(big, 8, bw, lib["latency_step_s"],
+                                                                  lib["bandwidth_fraction"])))
+    assert "C4" in kernels.describe_tp_all_reduce(eff)
