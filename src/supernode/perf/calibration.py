@@ -444,7 +444,7 @@ class CollectiveRows:
     printed, the bytes it counts, 2 (n - 1) / n size, over it) and the link's nominal bandwidth per direction (bytes/s,
     the catalog's scale-up figure of the chip)."""
 
-    table: CollectiveTable
+    table: CollectiveTable | CustomAllReduceTable  # C3 sweeps; C4 tables of the stacks' own kernels
     size_bytes: np.ndarray
     time_s: np.ndarray
     link_bytes_per_s: float
