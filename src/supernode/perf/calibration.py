@@ -511,6 +511,10 @@ def _fit_library_form(tabs: list[CollectiveRows]) -> tuple[float, float]:
 CUSTOM_AR_FIT_MAX_BYTES = 8 * 2**20  # rows up to here: the messages the stacks keep for their own kernels (8 MiB)
 CUSTOM_AR_FIT_MAX_GPUS = 8  # one scale-up domain's TP group, 2-8 ranks
 CUSTOM_AR_FIT_MIN_ROWS = 3
+# Stop 44's admissibility tests (the rule note's amendment, fixed before new tables or a re-fit)
+CUSTOM_AR_DECODE_MAX_BYTES = 256 * 2**10  # T1: decode all-reduces move up to ~18 tokens x 7,168 x BF16 per rank
+CUSTOM_AR_DECODE_MIN_ROWS = 3  # T1: rows at or below that size a table must have, so the latency is measured
+CUSTOM_AR_MIN_TABLES, CUSTOM_AR_MIN_SOURCES = 2, 2  # T3: a family's C4 values rest on two tables of two sources
 
 
 class CustomAllReduceTable(_MeasuredTable):
@@ -551,29 +555,70 @@ def custom_all_reduce_rows(catalog: Catalog, table: CustomAllReduceTable) -> Col
     return CollectiveRows(table, size, time_s, float(link))
 
 
-def custom_fit_tables(catalog: Catalog, family: str) -> list[CollectiveRows]:
-    """The tables the family's C4 fit uses, by the rule fixed before the fit: the stacks' own all-reduce kernels on
-    chips of ``family`` over 2 to CUSTOM_AR_FIT_MAX_GPUS ranks, not marked anomalous, with at least
-    CUSTOM_AR_FIT_MIN_ROWS rows of at most CUSTOM_AR_FIT_MAX_BYTES (those rows only)."""
+def library_time_at(catalog: Catalog, family: str, gpus: int, size_bytes: float) -> float | None:
+    """T2's reference: the measured NCCL / RCCL all-reduce time (s) on ``family`` at the smallest listed size at or
+    above ``size_bytes``, from the library tables (data/collective-kernels, at most NCCL_FIT_MAX_GPUS ranks, not
+    anomalous) at ``gpus`` ranks, or failing that the nearest larger rank count; the median where several qualify.
+    None where the family has no library row at or below CUSTOM_AR_DECODE_MAX_BYTES at such a rank count."""
     from supernode.hardware import resolve_cluster
 
-    out = []
-    for t in custom_all_reduce_tables():
-        if (t.anomalous or not 2 <= t.gpus <= CUSTOM_AR_FIT_MAX_GPUS
+    by_n: dict[int, list[float]] = {}
+    for t in collective_tables():
+        if (t.anomalous or not gpus <= t.gpus <= NCCL_FIT_MAX_GPUS
                 or resolve_cluster(catalog, t.chip, 1).chip.family != family):
             continue
-        r = custom_all_reduce_rows(catalog, t)
-        if len(r.size_bytes) >= CUSTOM_AR_FIT_MIN_ROWS:
-            out.append(r)
-    return out
+        r = collective_rows(catalog, t)
+        if not (r.size_bytes <= CUSTOM_AR_DECODE_MAX_BYTES).any():
+            continue
+        at = r.size_bytes >= size_bytes
+        if at.any():
+            by_n.setdefault(t.gpus, []).append(float(r.time_s[at][np.argmin(r.size_bytes[at])]))
+    return float(np.median(by_n[min(by_n)])) if by_n else None
+
+
+def custom_ar_refusal(catalog: Catalog, table: CustomAllReduceTable) -> str | None:
+    """Why the C4 fit skips ``table`` (the rule's scope, then the amendment's T1 and T2), or None if it is admitted."""
+    from supernode.hardware import resolve_cluster
+
+    if table.anomalous:
+        return "marked anomalous"
+    if not 2 <= table.gpus <= CUSTOM_AR_FIT_MAX_GPUS:
+        return f"{table.gpus} ranks, outside 2-{CUSTOM_AR_FIT_MAX_GPUS}"
+    r = custom_all_reduce_rows(catalog, table)
+    if len(r.size_bytes) < CUSTOM_AR_FIT_MIN_ROWS:
+        return f"{len(r.size_bytes)} rows of at most 8 MiB, fewer than {CUSTOM_AR_FIT_MIN_ROWS}"
+    decode = int((r.size_bytes <= CUSTOM_AR_DECODE_MAX_BYTES).sum())
+    if decode < CUSTOM_AR_DECODE_MIN_ROWS:
+        return f"T1: {decode} rows of at most 256 KiB, fewer than {CUSTOM_AR_DECODE_MIN_ROWS}"
+    family = resolve_cluster(catalog, table.chip, 1).chip.family
+    i = int(np.argmin(r.size_bytes))
+    ref = library_time_at(catalog, family, table.gpus, float(r.size_bytes[i]))
+    if ref is not None and r.time_s[i] > ref:
+        return (f"T2: {r.time_s[i] * 1e6:.1f} us at {r.size_bytes[i]:.0f} B, slower than the family's measured "
+                f"all_reduce_perf ({ref * 1e6:.1f} us)")
+    return None
+
+
+def custom_fit_tables(catalog: Catalog, family: str) -> list[CollectiveRows]:
+    """The tables the family's C4 fit uses, by the rule fixed before the fit and its stop-44 amendment: the stacks'
+    own all-reduce kernels on chips of ``family`` that :func:`custom_ar_refusal` admits (those rows of at most
+    CUSTOM_AR_FIT_MAX_BYTES only)."""
+    from supernode.hardware import resolve_cluster
+
+    return [custom_all_reduce_rows(catalog, t) for t in custom_all_reduce_tables()
+            if resolve_cluster(catalog, t.chip, 1).chip.family == family and custom_ar_refusal(catalog, t) is None]
 
 
 def fit_custom_all_reduce(catalog: Catalog, family: str) -> tuple[float, float]:
     """The family's C4 parameters (latency per step a in s, bandwidth fraction f) of the stacks' own all-reduce: C3's
-    form and solver over :func:`custom_fit_tables`. ValueError when the family has no such table."""
+    form and solver over :func:`custom_fit_tables`. ValueError when the family has fewer than CUSTOM_AR_MIN_TABLES
+    admitted tables from CUSTOM_AR_MIN_SOURCES sources (T3)."""
     tabs = custom_fit_tables(catalog, family)
-    if not tabs:
-        raise ValueError(f"no custom all-reduce tables for chip family {family!r} in data/custom-allreduce-kernels")
+    sources = {r.table.source for r in tabs}
+    if len(tabs) < CUSTOM_AR_MIN_TABLES or len(sources) < CUSTOM_AR_MIN_SOURCES:
+        raise ValueError(f"chip family {family!r}: {len(tabs)} admitted custom all-reduce tables from {len(sources)} "
+                         f"sources in data/custom-allreduce-kernels; C4 needs {CUSTOM_AR_MIN_TABLES} from "
+                         f"{CUSTOM_AR_MIN_SOURCES} (T3)")
     return _fit_library_form(tabs)
 
 
