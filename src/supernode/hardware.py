@@ -98,6 +98,10 @@ class TierSpec:
     latency_s: float
     topology: str
     oversubscription_ratio: float = 1.0
+    # a full mesh's size (chips joined pairwise by equal direct links; 0: not a mesh), kept when a cluster smaller
+    # than the mesh clips ``domain_chips``: a group of m of its chips reaches its peers over m - 1 of the mesh - 1
+    # links (perf.collectives.mesh_share)
+    mesh_chips: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,10 @@ def _tier_from_link(link: Link, level: str, name: str, domain: int, what: str) -
         raise UsageError(f"{what}: {name} bandwidth is unknown, so the network cannot be modelled")
     lat = si(link.latency)
     over = si(link.oversubscription) or 1.0
+    mesh = int(si(link.domain_size) or 0) if link.topology == "full-mesh" else 0
     return TierSpec(name=name, level=level, domain_chips=domain, bandwidth_bytes_per_s=bw / over,
-                    latency_s=lat if lat is not None else 0.0, topology=link.topology, oversubscription_ratio=over)
+                    latency_s=lat if lat is not None else 0.0, topology=link.topology, oversubscription_ratio=over,
+                    mesh_chips=mesh)
 
 
 def _generic(chip: Chip, chips: int) -> ClusterSpec:
@@ -200,7 +206,7 @@ def _from_system(catalog: Catalog, system: System, chips: int | None) -> Cluster
         assumptions.append(f"{n // unit_chips} x {system.id} joined by its scale-out fabric")
     elif n < unit_chips:
         tiers = [TierSpec(t.name, t.level, min(t.domain_chips, n), t.bandwidth_bytes_per_s, t.latency_s, t.topology,
-                          t.oversubscription_ratio) for t in tiers]
+                          t.oversubscription_ratio, t.mesh_chips) for t in tiers]
     # keep tiers strictly growing and make the last one span the cluster
     clean: list[TierSpec] = []
     for t in tiers:
@@ -257,7 +263,7 @@ def device_cluster(cluster: ClusterSpec) -> ClusterSpec:
                     memory_bandwidth_bytes_per_s=part(c.memory_bandwidth_bytes_per_s), tdp_w=part(c.tdp_w),
                     price_usd=part(c.price_usd), host_bytes_per_s=part(c.host_bytes_per_s), devices=1)
     tiers = tuple(TierSpec(t.name, t.level, t.domain_chips * d, t.bandwidth_bytes_per_s / d, t.latency_s, t.topology,
-                           t.oversubscription_ratio) for t in cluster.tiers)
+                           t.oversubscription_ratio, t.mesh_chips * d) for t in cluster.tiers)
     note = (f"{c.id}: each package is {d} runtime devices (one rank each); the model runs on the "
             f"{cluster.chips * d} devices, each with 1/{d} of the package's compute, memory and links, and reports "
             "per-chip figures per package")

@@ -99,14 +99,15 @@ def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n
         return base
     nf = n.astype(float)
     inside = (nf > 1) & (nf <= tier.domain_chips)
+    link = tier.bandwidth_bytes_per_s * coll.mesh_share(tier, nf)  # a group's share of a full mesh's links
     limit = np.where(nf <= 2, eff.custom_all_reduce_max_bytes["tp_le_2"], eff.custom_all_reduce_max_bytes["tp_gt_2"])
     if own:
-        small = coll.library_all_reduce_s(size, nf, tier.bandwidth_bytes_per_s, own["latency_step_s"],
+        small = coll.library_all_reduce_s(size, nf, link, own["latency_step_s"],
                                           own["bandwidth_fraction"])
         base = np.where(inside & (size < limit), small, base)
     if not lib:
         return base
-    library = coll.library_all_reduce_s(size, nf, tier.bandwidth_bytes_per_s, lib["latency_step_s"],
+    library = coll.library_all_reduce_s(size, nf, link, lib["latency_step_s"],
                                         lib["bandwidth_fraction"])
     return np.where(inside & (size >= limit), library, base)
 

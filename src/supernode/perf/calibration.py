@@ -19,6 +19,7 @@ import numpy as np
 from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Strict
 from supernode.hardware import ChipSpec
+from supernode.perf.collectives import mesh_share
 from supernode.perf.compute import Efficiency, efficiency, gemm_time_s
 
 
@@ -461,7 +462,8 @@ def collective_rows(catalog: Catalog, table: CollectiveTable, min_bytes: float =
     busbw = np.array([float(r[col["busbw_gb_per_s"]]) * 1e9 for r in rows])
     printed = [r[col["time_us"]] if "time_us" in col else None for r in rows]
     time_s = np.array([float(t) * 1e-6 if t is not None else b / bw for t, b, bw in zip(printed, bus, busbw)])
-    link = resolve_cluster(catalog, table.chip, 1).tiers[0].bandwidth_bytes_per_s
+    tier = resolve_cluster(catalog, table.chip, 1).tiers[0]
+    link = tier.bandwidth_bytes_per_s * float(mesh_share(tier, table.gpus))  # the table's share of a full mesh
     return CollectiveRows(table, size, time_s, float(link))
 
 
@@ -551,7 +553,8 @@ def custom_all_reduce_rows(catalog: Catalog, table: CustomAllReduceTable) -> Col
     rows = [r for r in table.rows if float(r[col["size_bytes"]]) <= CUSTOM_AR_FIT_MAX_BYTES]
     size = np.array([float(r[col["size_bytes"]]) for r in rows])
     time_s = np.array([float(r[col["time_us"]]) * 1e-6 for r in rows])
-    link = resolve_cluster(catalog, table.chip, 1).tiers[0].bandwidth_bytes_per_s
+    tier = resolve_cluster(catalog, table.chip, 1).tiers[0]
+    link = tier.bandwidth_bytes_per_s * float(mesh_share(tier, table.gpus))  # the table's share of a full mesh
     return CollectiveRows(table, size, time_s, float(link))
 
 

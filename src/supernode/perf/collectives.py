@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from supernode.hardware import ClusterSpec
+from supernode.hardware import ClusterSpec, TierSpec
 
 ArrayLike = np.ndarray | float | int
 
@@ -64,6 +64,19 @@ def _largest_divisor_leq(n: np.ndarray, cap: np.ndarray) -> np.ndarray:
         ok = (n % d == 0) & (d <= cap)
         res = np.where(ok, d, res)
     return res
+
+
+def mesh_share(tier: TierSpec, members: ArrayLike) -> np.ndarray:
+    """The share of a chip's bandwidth on ``tier`` that a group of ``members`` of its chips can use. A full mesh of
+    M chips (``tier.mesh_chips``: AMD's 8-GPU Infinity Fabric boards, Ascend 910B's HCCS servers, Gaudi's RoCE mesh)
+    gives each chip M - 1 equal links, one to each peer; the catalog's bandwidth is their sum, and a group of m chips
+    reaches its peers over m - 1 of them: (m - 1) / (M - 1), one link for a pair. A switched tier gives any group
+    the chip's whole bandwidth: 1."""
+    m = np.asarray(members, dtype=float)
+    big = tier.mesh_chips
+    if big <= 2:
+        return np.ones_like(m)
+    return np.clip((m - 1.0) / (big - 1.0), 1.0 / (big - 1.0), 1.0)
 
 
 def _arrays(cluster: ClusterSpec, bw_efficiency: ArrayLike | None):
@@ -105,7 +118,8 @@ def reduce_scatter_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, 
     total = np.zeros(np.broadcast(size, np.asarray(n), np.asarray(stride)).shape)
     chunk = size
     for l, f in enumerate(tier_factors(cluster, n, stride)):
-        total = total + np.where(f > 1, (f - 1.0) / f * chunk / bws[l] + _log2(f) * lats[l], 0.0)
+        bw = bws[l] * mesh_share(cluster.tiers[l], f)
+        total = total + np.where(f > 1, (f - 1.0) / f * chunk / bw + _log2(f) * lats[l], 0.0)
         chunk = chunk / f
     return total
 
@@ -155,7 +169,7 @@ def _all_to_all_parts(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike,
     for l, f in enumerate(factors):
         reach = reach_prev * f
         frac = (reach - reach_prev) / np.maximum(nn, 1.0)
-        worst = np.maximum(worst, size * frac / bws[l])
+        worst = np.maximum(worst, size * frac / (bws[l] * mesh_share(cluster.tiers[l], f)))
         lat = lat + np.where(f > 1, _log2(f) * lats[l], 0.0)
         reach_prev = reach
     return worst, lat
@@ -210,18 +224,19 @@ def _moe_dispatch_parts(cluster: ClusterSpec, token_bytes: ArrayLike, k: float, 
     if expert_groups and groups_per_token:
         hit = np.minimum(hit, groups_per_token * np.maximum(1.0, domains / expert_groups))
     remote = hit * (domains - 1.0) / np.maximum(domains, 1.0)
+    bw0 = bws[0] * mesh_share(cluster.tiers[0], f0)
     if per_rank:
         ranks_hit = nn * (1.0 - (1.0 - 1.0 / np.maximum(nn, 1.0)) ** k)
-        worst = np.where(nn > 1, size * ranks_hit, 0.0) / bws[0]
+        worst = np.where(nn > 1, size * ranks_hit, 0.0) / bw0
     else:
-        worst = size * k * (f0 - 1.0) / np.maximum(f0, 1.0) / bws[0]
+        worst = size * k * (f0 - 1.0) / np.maximum(f0, 1.0) / bw0
     lat = np.where(f0 > 1, _log2(f0) * lats[0], 0.0)
     reach_prev = f0.copy()
     outer = np.maximum(nn - f0, 1.0)
     for l, f in enumerate(factors[1:], start=1):
         reach = reach_prev * f
         share = (reach - reach_prev) / outer  # this tier's part of the remote destinations
-        worst = np.maximum(worst, size * remote * share / bws[l])
+        worst = np.maximum(worst, size * remote * share / (bws[l] * mesh_share(cluster.tiers[l], f)))
         lat = lat + np.where(f > 1, _log2(f) * lats[l], 0.0)
         reach_prev = reach
     return worst, lat
@@ -235,4 +250,5 @@ def p2p_s(cluster: ClusterSpec, size_bytes: ArrayLike, span_chips: ArrayLike,
     span = np.asarray(span_chips, dtype=float)
     doms = np.array([t.domain_chips for t in cluster.tiers], dtype=float)
     idx = np.minimum(np.searchsorted(doms, span, side="left"), len(doms) - 1)
-    return np.asarray(size_bytes, dtype=float) / bws[idx] + lats[idx]
+    pair = np.array([float(mesh_share(t, 2)) for t in cluster.tiers])  # one direct link on a full mesh
+    return np.asarray(size_bytes, dtype=float) / (bws[idx] * pair[idx]) + lats[idx]
