@@ -109,8 +109,8 @@ def test_small_messages_take_the_families_own_fit_or_the_tier(n):
         t, cl, eff, ceff = _ar(chip, n, size)
         own = eff.custom_all_reduce
         if own:
-            want = coll.library_all_reduce_s(size, n, cl.tiers[0].bandwidth_bytes_per_s, own["latency_step_s"],
-                                             own["bandwidth_fraction"])
+            link = cl.tiers[0].bandwidth_bytes_per_s * coll.mesh_share(cl.tiers[0], n)
+            want = coll.library_all_reduce_s(size, n, link, own["latency_step_s"], own["bandwidth_fraction"])
         else:
             want = float(coll.all_reduce_s(cl, np.array([size]), np.array([n]), 1, ceff)[0])
         assert t == pytest.approx(float(want)), chip
@@ -138,3 +138,19 @@ def test_a_recorded_c4_fit_prices_small_messages_only():
     assert t[1] == pytest.approx(float(coll.library_all_reduce_s(big, 8, bw, lib["latency_step_s"],
                                                                   lib["bandwidth_fraction"])))
     assert "C4" in kernels.describe_tp_all_reduce(eff)
+
+
+@pytest.mark.parametrize("family", FITTED)
+def test_recorded_values_are_the_fit(family):
+    """Rule 4: a family whose admitted tables pass T3 carries its fitted values (stop 44: CDNA 3 and CDNA 4; Hopper's
+    six tables are one source and Blackwell has none, so both keep C1's assumption)."""
+    a, f = cal.fit_custom_all_reduce(CAT, family)
+    own = efficiency(family).custom_all_reduce
+    assert own["latency_step_s"] == pytest.approx(a, rel=0.01)
+    assert own["bandwidth_fraction"] == pytest.approx(f, abs=0.005)
+
+
+def test_hopper_and_blackwell_keep_the_assumption_until_a_second_source():
+    assert "nvidia-hopper" not in FITTED and "nvidia-blackwell" not in FITTED
+    hopper = [r for r in cal.custom_fit_tables(CAT, "nvidia-hopper")]
+    assert len(hopper) == 6 and len({r.table.source for r in hopper}) == 1  # admitted, but one source (T3)
