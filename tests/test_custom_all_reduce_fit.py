@@ -152,5 +152,7 @@ def test_recorded_values_are_the_fit(family):
 
 def test_hopper_and_blackwell_keep_the_assumption_until_a_second_source():
     assert "nvidia-hopper" not in FITTED and "nvidia-blackwell" not in FITTED
-    hopper = [r for r in cal.custom_fit_tables(CAT, "nvidia-hopper")]
-    assert len(hopper) == 6 and len({r.table.source for r in hopper}) == 1  # admitted, but one source (T3)
+    for family, tables in (("nvidia-hopper", 6), ("nvidia-blackwell", 10)):
+        admitted = cal.custom_fit_tables(CAT, family)
+        assert len(admitted) == tables and len({r.table.source for r in admitted}) == 1  # admitted, one source (T3)
+        assert efficiency(family).custom_all_reduce == {}
