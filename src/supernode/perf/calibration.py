@@ -451,9 +451,16 @@ class CollectiveRows:
     link_bytes_per_s: float
 
 
-def collective_rows(catalog: Catalog, table: CollectiveTable, min_bytes: float = 0.0) -> CollectiveRows:
+def _link_bytes_per_s(catalog: Catalog, chip: str, gpus: int) -> float:
+    """The scale-up bandwidth per direction a table's ``gpus`` ranks of ``chip`` can use: the catalog's figure, or
+    on a full mesh the group's share of its links (C5)."""
     from supernode.hardware import resolve_cluster
 
+    tier = resolve_cluster(catalog, chip, 1).tiers[0]
+    return float(tier.bandwidth_bytes_per_s * mesh_share(tier, gpus))
+
+
+def collective_rows(catalog: Catalog, table: CollectiveTable, min_bytes: float = 0.0) -> CollectiveRows:
     col = {c: i for i, c in enumerate(table.columns)}
     rows = [r for r in table.rows if float(r[col["size_bytes"]]) >= min_bytes]
     size = np.array([float(r[col["size_bytes"]]) for r in rows])
@@ -462,9 +469,7 @@ def collective_rows(catalog: Catalog, table: CollectiveTable, min_bytes: float =
     busbw = np.array([float(r[col["busbw_gb_per_s"]]) * 1e9 for r in rows])
     printed = [r[col["time_us"]] if "time_us" in col else None for r in rows]
     time_s = np.array([float(t) * 1e-6 if t is not None else b / bw for t, b, bw in zip(printed, bus, busbw)])
-    tier = resolve_cluster(catalog, table.chip, 1).tiers[0]
-    link = tier.bandwidth_bytes_per_s * float(mesh_share(tier, table.gpus))  # the table's share of a full mesh
-    return CollectiveRows(table, size, time_s, float(link))
+    return CollectiveRows(table, size, time_s, _link_bytes_per_s(catalog, table.chip, table.gpus))
 
 
 def nccl_fit_tables(catalog: Catalog, family: str) -> list[CollectiveRows]:
@@ -546,16 +551,12 @@ def custom_all_reduce_tables() -> list[CustomAllReduceTable]:
 
 
 def custom_all_reduce_rows(catalog: Catalog, table: CustomAllReduceTable) -> CollectiveRows:
-    """The table's rows of at most CUSTOM_AR_FIT_MAX_BYTES per rank, with the chip's scale-up link bandwidth."""
-    from supernode.hardware import resolve_cluster
-
+    """The table's rows of at most CUSTOM_AR_FIT_MAX_BYTES per rank, with the bandwidth its ranks can use."""
     col = {c: i for i, c in enumerate(table.columns)}
     rows = [r for r in table.rows if float(r[col["size_bytes"]]) <= CUSTOM_AR_FIT_MAX_BYTES]
     size = np.array([float(r[col["size_bytes"]]) for r in rows])
     time_s = np.array([float(r[col["time_us"]]) * 1e-6 for r in rows])
-    tier = resolve_cluster(catalog, table.chip, 1).tiers[0]
-    link = tier.bandwidth_bytes_per_s * float(mesh_share(tier, table.gpus))  # the table's share of a full mesh
-    return CollectiveRows(table, size, time_s, float(link))
+    return CollectiveRows(table, size, time_s, _link_bytes_per_s(catalog, table.chip, table.gpus))
 
 
 def library_time_at(catalog: Catalog, family: str, gpus: int, size_bytes: float) -> float | None:
