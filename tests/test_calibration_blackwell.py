@@ -39,9 +39,10 @@ def test_blackwell_kernel_tables_load(catalog):
 def test_gb200_fp8_fraction_is_the_fit_to_the_cublaslt_sweep(catalog):
     """Azure ND GB200 v6, cuBLASLt FP8 (2.83-2.91 PFLOP/s of 5 at 4096^3-32768^3): the log-least-squares fit to the five
     shapes with every dimension >= 4096 is 0.618 (with the family's ~5 us kernel latency); at the family's value
-    (0.64, the mean with a B300 and, since stop 45, a B200 table) each is within 14%. Known gap, the other way round from the FP4 tables: this
-    sweep's small shapes (1024^3 at 4.4 us, 1024x2145x1024, 802816x192x768) run 40-65% faster than the model, whose
-    one kernel latency is the family's mean over ten sources; this turns red when the model prices them."""
+    (0.64, the mean with a B300 and, since stop 45, a B200 table) each is within 14%. Known gap, the other way round
+    from the FP4 tables: this sweep's small shapes (1024^3 at 4.4 us, 1024x2145x1024, 802816x192x768) run 40-65%
+    faster than the model, whose one kernel latency is the family's mean over its sources; this turns red when the
+    model prices them."""
     f = _fit(catalog, "cublaslt-gb200-fp8")
     _, m, _, k = _dims(f.table)
     large = f.large
@@ -54,8 +55,8 @@ def test_gb200_fp8_fraction_is_the_fit_to_the_cublaslt_sweep(catalog):
     chip = resolve_cluster(catalog, f.table.chip, 1).chip
     azure = _fitted_fraction(f.table, chip, "fp8")
     assert azure == pytest.approx(0.618, abs=0.005)
-    # the family's FP8 fraction (0.64) is the mean of this fit, Transformer Engine's B300 per-tensor FP8 sums' (0.67) and,
-    # since stop 45 (rule B1), vLLM PR #19566's CUTLASS per-tensor FP8 row on B200 (0.62)
+    # the family's FP8 fraction (0.64) is the mean of this fit, Transformer Engine's B300 per-tensor FP8 sums' (0.67)
+    # and, since stop 45 (rule B1), vLLM PR #19566's CUTLASS per-tensor FP8 row on B200 (0.62)
     tables = {t.id: t for t in calibration.kernel_tables()}
     te_fit = calibration.fitted_gemm_fraction(tables["te-b300-fp8-prequant"], resolve_cluster(catalog, "b300", 1).chip)
     assert te_fit == pytest.approx(0.672, abs=0.005)
@@ -122,8 +123,7 @@ def test_blackwell_bf16_fraction_is_the_mean_of_the_rule_b1_table_fits(catalog):
     fits = {}
     for table_id in admitted:
         t = tables[table_id]
-        assert t.precision == "bf16"
-        fits[table_id] = calibration.fitted_gemm_fraction(t, resolve_cluster(catalog, t.chip, 1).chip)
+        fits[table_id] = _fitted_fraction(t, resolve_cluster(catalog, t.chip, 1).chip, "bf16")
     assert fits == pytest.approx({"torchao2427-b200-bf16": 0.707, "vllm19566-b200-bf16": 0.742,
                                   "te-b300-bf16-prequant": 0.696}, abs=0.005)
     assert len({tables[i].source for i in admitted}) == 3
@@ -244,10 +244,11 @@ def test_blackwell_mla_decode_attention_is_within_the_published_kernel_times(cat
 @pytest.mark.parametrize("table_id, lo, hi", [("xla-b200-bf16", 0.0, 0.20), ("xla-b200-fp8", 0.15, 0.40)])
 def test_xla_b200_burst_table_is_an_upper_bound(catalog, table_id, lo, hi):
     """XLA's B200 table is timed in short bursts (one warm-up, 5 runs): on its rows of >= 64 GFLOP the family values
-    (steady state) predict slower GEMMs than it measured, by a median 11% for BF16 (the table fits 0.79 vs the family's 0.71,
-    fitted on three other tables since stop 45) and 30% for FP8 (0.735 of B200's peak vs 0.62 fitted on GB200's steady
-    state, plus the ~5 us kernel latency on 20-100 us kernels). GEMMs below 8 GFLOP, 2-10x slower than the model before the kernel latency entered it, are now priced
-    with a median error under 10%; the whole table's median |error| is 9-10% (34-38% without the latency)."""
+    predict slower GEMMs than it measured, by a median 11% for BF16 (the table fits 0.79 vs the family's 0.71, fitted
+    since stop 45 on three other tables, burst-timed too) and 30% for FP8 (0.735 of B200's peak vs 0.62 fitted on
+    GB200's steady state, plus the ~5 us kernel latency on 20-100 us kernels). GEMMs below 8 GFLOP, 2-10x slower than
+    the model before the kernel latency entered it, are now priced with a median error under 10%; the whole table's
+    median |error| is 9-10% (34-38% without the latency)."""
     f = _fit(catalog, table_id)
     g, m, n, k = _dims(f.table)
     flop = 2 * g * m * n * k
