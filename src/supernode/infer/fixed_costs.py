@@ -177,7 +177,9 @@ def describe(stack: str | None, moe: bool = True) -> str:
     calibrated on MoE models only, is not applied."""
     stack = check_stack(stack)
     rec = record()
-    overlapped = "host scheduling overlapped with the GPU (no per-iteration host time, I19)"
+    overlapped = ("host scheduling overlapped with the GPU (no per-iteration host time, I19); overlap hides host "
+                  "work only up to the GPU step, so with ~1,000 requests per rank and short steps the estimate may "
+                  "be optimistic")
     if stack == OVERLAPPED:
         return overlapped
     if stack in rec.host_overhead:
