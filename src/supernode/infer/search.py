@@ -370,9 +370,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         evaluated += len(pre_plans) + len(dec.plan)
         result["disaggregated"] = _per_package(_disaggregate(pre, dec, cluster, workload, rec), d)
         if result["disaggregated"]["feasible"]:
-            d = result["disaggregated"]["decode"]
+            dec_view = result["disaggregated"]["decode"]
             result["disaggregated"]["track_record"] = track_record.comparable(
-                cluster.chip.family, d["batch"] / d["plan"]["chips_per_instance"])
+                cluster.chip.family, dec_view["batch"] / dec_view["plan"]["chips_per_instance"])
     result["configurations_evaluated"] = evaluated
     result["assumptions"] = assumptions
     return result
