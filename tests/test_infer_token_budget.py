@@ -154,6 +154,26 @@ def test_cli_budget_errors_and_json(capsys):
     assert any("I29" in a for a in out["assumptions"])
 
 
+@pytest.mark.parametrize("budget, mtp, ok", [(8, 0, False), (9, 0, True), (16, 1, False), (17, 1, True)])
+def test_a_budget_below_one_sequence_is_an_impossible_configuration(budget, mtp, ok, capsys):
+    """At input 2,048 / output 256 a co-located sequence needs 1 + m decode tokens and a I / O prompt tokens per
+    iteration: 9 without drafts, 1 + 1 + 1.8 x 8 = 16.4 with one draft accepted 1.8 at a time. A budget below that
+    sustains no sequence in any plan: a one-line error naming the flag, not a plan shown as over budget."""
+    args = ["infer", "llama-3.1-70b", "--on", "h100", "--chips", "8", "--max-num-tokens", str(budget), "--json"]
+    if mtp:
+        args += ["--mtp", str(mtp), "--acceptance", "1.8"]
+    rc = main(args)
+    out, err = capsys.readouterr()
+    if ok:
+        assert rc == 0
+        col = json.loads(out)["colocated"]
+        assert col["fits"] and col["token_budget"]["within"] and col["batch"] >= 1
+    else:
+        assert rc == 2 and out == ""
+        assert err.strip().count("\n") == 0 and err.startswith("supernode: error: --max-num-tokens:")
+        assert ("16.4" if mtp else "9.0") in err
+
+
 def test_a_bad_budget_in_a_case_names_the_file(tmp_path, capsys):
     from pathlib import Path
 

@@ -283,6 +283,13 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
             "as TensorRT-LLM's max_num_tokens and vLLM's max_num_batched_tokens; a co-located batch is sustained only "
             "while b (1 + m) + b a I / O fits in it (a decode instance's while b (1 + m) does), and the memory-filled "
             "batch is capped there")
+        per_sequence = 1.0 + draft_tokens + acceptance_length * workload.input_tokens / workload.output_tokens
+        if max_num_tokens < per_sequence:
+            raise UsageError(f"--max-num-tokens: a budget of {max_num_tokens:,} per rank and iteration sustains "
+                             f"no co-located sequence, which needs {per_sequence:,.1f} tokens per iteration on "
+                             f"average ({1 + draft_tokens} "
+                             f"decode{' and draft' if draft_tokens else ''} + {per_sequence - 1 - draft_tokens:,.1f} "
+                             f"prompt at input {workload.input_tokens:,.0f} / output {workload.output_tokens:,.0f})")
         if "batch" in opts.fixed:
             decode = tokens_per_iteration(plans, opts, workload)[0]
             over = decode >= max_num_tokens
