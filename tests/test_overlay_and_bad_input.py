@@ -160,3 +160,21 @@ def test_report_write_is_atomic(tmp_path, run_cli):
     code, _, err = run_cli("report", "--out", str(tmp_path / "missing-dir" / "r.html"))
     assert code == 2 and "--out" in err
     assert not (tmp_path / "missing-dir").exists()
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--seq-len", "0"], "--seq-len"), (["--seq-len", "-4"], "--seq-len"),
+    (["--global-batch", "0"], "--global-batch"), (["--global-batch", "-8"], "--global-batch"),
+    (["--tokens", "0"], "--tokens"), (["--tokens", "-1"], "--tokens"), (["--tokens", "nan"], "--tokens"),
+    (["--tokens", "inf"], "--tokens"), (["--vpp", "0"], "--vpp"), (["--ep", "0"], "--ep"),
+    (["--micro-batch", "0"], "--micro-batch"), (["--tp", "-2"], "--tp"), (["--top", "0"], "--top"),
+])
+def test_impossible_training_inputs_are_one_line_errors(run_cli, args, flag):
+    """A zero or negative size, a non-finite token budget or a zero degree is refused before any search, naming
+    the flag (no traceback, no numpy warning, nothing on stdout): before this test --seq-len 0 raised a
+    ZeroDivisionError, --global-batch 0 fell back to the default batch, --tokens -1 printed negative days and
+    --top 0 an empty plan list with exit 0."""
+    code, out, err = run_cli("train", "llama-3.1-70b", "--on", "h100", "--chips", "8", *args, "--json")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"supernode: error: {flag}:"), err

@@ -35,7 +35,9 @@ def train_plans(catalog: Catalog, model: str, on: str, chips: int | None = None,
     d = cluster.devices_per_chip
     cluster.chip.peak(precision)  # one-line error when the chip lacks the precision
     if workload is None:
-        B = global_batch or max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
+        B = global_batch
+        if B is None:
+            B = max(1, DEFAULT_TOKENS_PER_STEP // seq_len) if isinstance(seq_len, int) and seq_len > 0 else 1
         workload = TrainWorkload(global_batch=B, seq_len=seq_len, precision=precision, tokens=tokens,
                                  grad_dtype=grad_dtype, param_dtype=param_dtype, schedule=schedule,
                                  pipeline_split=pipeline_split, ep_dispatch=ep_dispatch, cp_comm=cp_comm)

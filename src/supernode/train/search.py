@@ -127,6 +127,12 @@ def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str
     (:func:`supernode.train.step.evaluation`): validity first, then memory of the valid ones, then
     the step time of the fitting ones only. The k best are taken per ``chunk`` of valid candidates
     (argpartition), then ordered (stable sort)."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise UsageError(f"--top: must be a positive integer, got {top!r}")
+    for name in ("tp", "pp", "vpp", "dp", "ep", "cp", "micro_batch"):
+        v = (fixed or {}).get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise UsageError(f"{FLAG[name]}: must be a positive integer, got {v!r}")
     degrees, others = _grid(m, cluster, w, fixed)
     eff = eff or efficiency(cluster.chip.family)
     ev = evaluation(m, cluster, w, degrees, eff, inner=others)
