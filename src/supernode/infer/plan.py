@@ -150,8 +150,8 @@ def memory_filled(plan: PlanGrid, max_batch, cap: int | None = None) -> PlanGrid
 def _check_fixed(arch: ServingArch, chips: int, *, tp, pp, dp, ep, batch, max_batch=None, unit: str = "chips") -> None:
     for name, v in (("--tp", tp), ("--pp", pp), ("--attention-dp", dp), ("--ep", ep), ("--batch", batch),
                     ("--max-batch", max_batch)):
-        if v is not None and v <= 0:
-            raise UsageError(f"{name}: must be a positive integer, got {v}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+            raise UsageError(f"{name}: must be a positive integer, got {v!r}")
     if batch is not None and max_batch is not None:
         raise UsageError("--max-batch: give either --batch (the batch) or --max-batch (a cap on it), not both")
     if tp and arch.heads % tp:

@@ -88,6 +88,11 @@ _PACKAGE_BYTES = ("weights_bytes", "kv_cache_bytes", "activation_bytes", "total_
 _PACKAGE_COUNTS = ("chips_used", "prefill_chips", "decode_chips")
 
 
+# the degrees and caps a caller may fix (``fixed`` of :func:`search`): tp, pp, attention DP, EP, the batch per instance,
+# two-micro-batch overlap (bool) and a cap on the batch (an engine's maximum batch)
+FIXED_KEYS = ("tp", "pp", "dp", "ep", "batch", "overlap", "max_batch")
+
+
 def _per_package(view: dict, d: int) -> dict:
     """A serving view computed on the runtime devices of :func:`supernode.hardware.device_cluster` (``d`` per
     package) in per-package units: per-chip rates and memory bytes times ``d``, chip counts over ``d``; a plan keeps
@@ -194,6 +199,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     mean (:func:`supernode.infer.precision.apply_effective_bits`); None: every such part at ``precision``. Returns a
     JSON-ready dict (SI units)."""
     _check_sources(catalog)
+    unknown = sorted(set(fixed or {}) - set(FIXED_KEYS))
+    if unknown:
+        raise UsageError(f"fixed: unknown key {unknown[0]!r} (expected one of {', '.join(FIXED_KEYS)})")
     if requests is not None:
         requests = finite_run.check_requests(requests)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model

@@ -29,6 +29,11 @@ FLAG = {"tp": "--tp", "pp": "--pp", "vpp": "--vpp", "dp": "--dp", "ep": "--ep", 
         "micro-batch": "--micro-batch"}
 
 
+# the fields a caller may fix (``fixed`` of :func:`search`; ``micro-batch`` is read as ``micro_batch``)
+FIXED_KEYS = ("tp", "pp", "vpp", "dp", "ep", "cp", "micro_batch", "zero", "recompute", "overlap_tp", "overlap_dp",
+              "overlap_ep")
+
+
 def _divisors(n: int) -> list[int]:
     small = [i for i in range(1, int(n ** 0.5) + 1) if n % i == 0]
     return sorted(set(small + [n // i for i in small]))
@@ -129,8 +134,15 @@ def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str
     (argpartition), then ordered (stable sort)."""
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
         raise UsageError(f"--top: must be a positive integer, got {top!r}")
+    given = {k.replace("-", "_"): v for k, v in (fixed or {}).items()}
+    unknown = sorted(set(given) - set(FIXED_KEYS))
+    if unknown:
+        raise UsageError(f"fixed: unknown key {unknown[0]!r} (expected one of {', '.join(FIXED_KEYS)})")
+    rc = given.get("recompute")
+    if rc is not None and rc not in RECOMPUTE and rc not in range(len(RECOMPUTE)):
+        raise UsageError(f"--recompute: expected one of {', '.join(RECOMPUTE)}, got {rc!r}")
     for name in ("tp", "pp", "vpp", "dp", "ep", "cp", "micro_batch"):
-        v = (fixed or {}).get(name)
+        v = given.get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
             raise UsageError(f"{FLAG[name]}: must be a positive integer, got {v!r}")
     degrees, others = _grid(m, cluster, w, fixed)
