@@ -99,6 +99,23 @@ def test_bad_case_input_names_the_file(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and str(bad) in err and "--admission" in err and "sometimes" in err
 
 
+def test_cases_are_found_by_kind_not_file_name_and_an_empty_folder_is_refused(tmp_path, capsys):
+    """A user's own case folder: an inference case named without the ``infer-`` prefix is run, not skipped (it
+    used to drop out of validation silently, exit 0 with no case), and a folder with no case file is an error."""
+    import json
+
+    from supernode.cli import main
+
+    assert main(["validate", "--cases", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--cases: no case files" in err
+    src = next(p for p in CASES if p.stem == _DECODE_CASE)
+    (tmp_path / "my-run.yaml").write_text(src.read_text())
+    assert main(["validate", "--cases", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [c["id"] for c in out["inference_cases"]] == [_DECODE_CASE] and out["cases"] == []
+
+
 _DECODE_CASE = "infer-sglang-a3-deepseek-r1-w8a8-decode-50ms"
 
 
@@ -106,7 +123,7 @@ _DECODE_CASE = "infer-sglang-a3-deepseek-r1-w8a8-decode-50ms"
     # an input its kind does not read: refused, not ignored (a misspelt fact would leave the estimate at a default)
     (lambda c: c["inputs"].update(context_token=4096), ["inputs: context_token", "not an input of a decode case"]),
     (lambda c: c["inputs"].pop("context_tokens"), ["inputs: context_tokens: missing"]),
-    (lambda c: c.update(kind="serving"), ["kind: unknown inference case kind 'serving'"]),
+    (lambda c: c.update(kind="serving"), ["kind: expected train or an inference kind", "got 'serving'"]),
     (lambda c: c.pop("tolerance"), ["tolerance: required field is missing"]),
     (lambda c: c["metric"].update(value="fast"), ["metric.value: expected a positive number"]),
     (lambda c: c.update(expected="maybe"), ["expected: expected pass or xfail"]),

@@ -35,7 +35,17 @@ class CaseResult:
 
 
 def case_files(root: Path) -> list[Path]:
-    return sorted(Path(root).glob("infer-*.yaml"))
+    """The inference cases of ``root``: every ``*.yaml`` whose ``kind`` is an inference kind (``CASE_INPUTS``),
+    whatever its name (the shipped ones are named ``infer-*.yaml``). Any kind is checked by
+    :func:`supernode.train.validation.load_cases`, which refuses a file that is no case."""
+    from supernode.catalog.loader import read_yaml
+
+    out = []
+    for p in sorted(Path(root).glob("*.yaml")):
+        raw = read_yaml(p)
+        if isinstance(raw, dict) and raw.get("kind") in CASE_INPUTS:
+            out.append(p)
+    return out
 
 
 # The inputs each case kind reads (``estimate``). Any other key is refused with a one-line error rather than silently

@@ -83,20 +83,29 @@ def cases_dir() -> Path:
 
 
 def load_cases(folder: Path | None = None) -> list[Case]:
-    """Training cases (``kind: train``) of ``folder``; other kinds (inference) are skipped."""
+    """Training cases (``kind: train``) of ``folder``; the inference kinds are skipped (they are read by
+    :func:`supernode.infer.validation.case_files`), and a file of any other kind, or a folder with no ``*.yaml``,
+    is a one-line error: a case that silently drops out of validation would read as a pass."""
     from supernode.catalog.loader import read_yaml
+    from supernode.errors import UsageError
+    from supernode.infer.validation import CASE_INPUTS
 
     folder = folder or cases_dir()
     if not folder.is_dir():
-        from supernode.errors import UsageError
-
         raise UsageError(f"--cases: folder {folder} not found (the cases ship with the source checkout's "
                          "validation/cases; pass --cases DIR)")
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise UsageError(f"--cases: no case files (*.yaml) in {folder}")
     out = []
-    for p in sorted(folder.glob("*.yaml")):
+    for p in files:
         raw = read_yaml(p)
-        if isinstance(raw, dict) and raw.get("kind") == "train":
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        if kind == "train":
             out.append(parse_item(p, Case))
+        elif kind not in CASE_INPUTS:
+            raise UsageError(f"{p}: kind: expected train or an inference kind ({', '.join(CASE_INPUTS)}), "
+                             f"got {kind!r}")
     return out
 
 
