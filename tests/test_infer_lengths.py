@@ -196,3 +196,22 @@ def test_mlperf_llama31_8b_length_file_matches_its_checks():
     assert w.samples == 13368 and w.input_tokens == pytest.approx(11639915 / 13368, rel=1e-12)
     d = np.loadtxt(path, delimiter=",", skiprows=1)
     assert d[:, 0].max() == 2540
+
+
+def test_a_request_longer_than_the_context_window_is_refused(tmp_path, capsys):
+    """Prompt + output beyond the model's max_seq_len cannot be served: a one-line error naming the flags and the
+    window, not an estimate (before, llama-3.1-8b served a 200,000-token prompt on 8 B200). A distribution is
+    judged by its longest request (a zero-weight row does not count); the window itself is still served."""
+    assert Workload(4000, 200).longest_tokens == 4200
+    assert Workload.from_samples([100, 131000, 9e5], [10, 500, 1], weights=[1, 1, 0]).longest_tokens == 131500
+    assert main(["infer", "llama-2-70b", "--on", "h100", "--chips", "8", "--input", "4000", "--output", "200"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().count("\n") == 0
+    assert err.startswith("supernode: error: --input/--output:") and "4,200" in err and "4,096" in err
+    mix = tmp_path / "long.csv"
+    mix.write_text("input,output\n100,10\n131000,500\n")
+    assert main(["infer", "llama-3.1-8b", "--on", "b200", "--chips", "8", "--lengths", str(mix)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("supernode: error: --lengths:") and "131,500" in err and "131,072" in err
+    r = search(CAT, "llama-2-70b", "h100", 8, workload=Workload(3840, 256), disaggregated=False)
+    assert r["colocated"]["fits"]

@@ -205,6 +205,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     if requests is not None:
         requests = finite_run.check_requests(requests)
     arch = serving_arch(catalog, model) if isinstance(model, str) else model
+    _check_context_window(arch, workload)
     # the serving model runs on the runtime devices (one rank each: the Ascend 910C's two dies); per-chip figures are
     # reported per package (_per_package)
     cluster = device_cluster(resolve_cluster(catalog, on, chips) if isinstance(on, str) else on)
@@ -391,6 +392,20 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     result["configurations_evaluated"] = evaluated
     result["assumptions"] = assumptions
     return result
+
+
+def _check_context_window(arch: ServingArch, wl: Workload) -> None:
+    """A request longer than the model's context window (its ``max_seq_len``, the checkpoint's
+    max_position_embeddings) cannot be served: a one-line error, not an estimate of a run that cannot happen."""
+    limit = getattr(arch.model, "max_seq_len", None)
+    if not limit or wl.longest_tokens <= limit:
+        return
+    what = (f"--lengths: the longest request, {wl.longest_tokens:,.0f} tokens (prompt + output),"
+            if wl.samples else
+            f"--input/--output: a request of {wl.input_tokens:,.0f} + {wl.output_tokens:,.0f} = "
+            f"{wl.longest_tokens:,.0f} tokens")
+    raise UsageError(f"{what} exceeds the context window of {arch.id}, max_seq_len {limit:,} (a context extension "
+                     "such as YaRN: pass a model YAML file with a larger max_seq_len)")
 
 
 def _money(cluster: ClusterSpec, rec: ServingAssumptions, tokens_per_s_per_chip: float) -> dict:

@@ -64,6 +64,9 @@ class Workload:
     prefill_attention_tokens: float | None = None
     ttft_input_tokens: float | None = None
     samples: int = 0
+    # the longest request, prompt + output (tokens): I + O for fixed lengths, the distribution's maximum; checked
+    # against the model's context window
+    longest_tokens: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.input_tokens < np.inf:
@@ -72,7 +75,8 @@ class Workload:
             raise UsageError(f"--output: must be a positive token count, got {self.output_tokens}")
         for name, default in (("decode_context_tokens", self.input_tokens + self.output_tokens / 2.0),
                               ("prefill_attention_tokens", self.input_tokens),
-                              ("ttft_input_tokens", self.input_tokens)):
+                              ("ttft_input_tokens", self.input_tokens),
+                              ("longest_tokens", self.input_tokens + self.output_tokens)):
             v = getattr(self, name)
             if v is None:
                 object.__setattr__(self, name, float(default))
@@ -98,7 +102,8 @@ class Workload:
         order = np.argsort(i, kind="stable")
         cum = np.cumsum(w[order]) / w.sum()
         ttft = float(i[order][min(int(np.searchsorted(cum, ttft_quantile - 1e-12)), len(i) - 1)])
-        return cls(mean_i, mean_o, ctx, attn, ttft, int(len(i)) if weights is None else int(round(w.sum())))
+        return cls(mean_i, mean_o, ctx, attn, ttft, int(len(i)) if weights is None else int(round(w.sum())),
+                   float(np.max((i + o)[w > 0])))
 
 
 @dataclass(frozen=True)
