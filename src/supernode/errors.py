@@ -1,5 +1,7 @@
 """Error types. Every error carries a one-line message naming the file, field or parameter."""
 
+from numbers import Integral
+
 
 class SupernodeError(Exception):
     """Base class; ``str(err)`` is a one-line, user-facing message."""
@@ -53,3 +55,8 @@ def close_ids(key: str, ids, limit: int = 5) -> list[str]:
         near = difflib.get_close_matches(k, list(by_norm), n=limit, cutoff=0.75)
         hits = [i for n in near for i in sorted(by_norm[n])]
     return hits[:limit]
+
+
+def is_positive_int(v) -> bool:
+    """A whole number >= 1 (Python or numpy integer; a bool is no count)."""
+    return isinstance(v, Integral) and not isinstance(v, bool) and v >= 1

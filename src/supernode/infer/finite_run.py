@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from supernode.errors import UsageError
+from supernode.errors import UsageError, is_positive_int
 
 SEED = 0  # the issue order's shuffle; fixed so that an estimate is reproducible
 
@@ -63,7 +63,7 @@ class LengthSamples:
 
 def check_requests(requests) -> int:
     """A request count: a positive whole number, else the one-line ``--requests`` error."""
-    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
+    if not is_positive_int(requests):
         raise UsageError(f"--requests: expected a positive whole number of requests, got {requests!r}")
     return int(requests)
 

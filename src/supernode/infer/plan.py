@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from supernode.errors import UsageError
+from supernode.errors import UsageError, is_positive_int
 from supernode.infer.arch import ServingArch
 
 
@@ -150,7 +150,7 @@ def memory_filled(plan: PlanGrid, max_batch, cap: int | None = None) -> PlanGrid
 def _check_fixed(arch: ServingArch, chips: int, *, tp, pp, dp, ep, batch, max_batch=None, unit: str = "chips") -> None:
     for name, v in (("--tp", tp), ("--pp", pp), ("--attention-dp", dp), ("--ep", ep), ("--batch", batch),
                     ("--max-batch", max_batch)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+        if v is not None and not is_positive_int(v):
             raise UsageError(f"{name}: must be a positive integer, got {v!r}")
     if batch is not None and max_batch is not None:
         raise UsageError("--max-batch: give either --batch (the batch) or --max-batch (a cap on it), not both")

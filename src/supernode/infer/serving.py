@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import numpy as np
 
-from supernode.errors import UsageError
+from supernode.errors import UsageError, is_positive_int
 from supernode.hardware import ClusterSpec
 from supernode.infer import balance, fixed_costs, glue, offload, scheduling
 from supernode.infer.arch import ServingArch
@@ -170,7 +170,7 @@ class Options:
     def __post_init__(self) -> None:
         offload.parse(self.weight_offload)
         for flag, v in (("--prefill-chunk", self.prefill_chunk_tokens), ("--max-num-tokens", self.max_num_tokens)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            if v is not None and not is_positive_int(v):
                 raise UsageError(f"{flag}: must be a positive whole number of tokens, got {v!r}")
         weight_bytes(self.precision)
         check_module_precision(self.module_precision)

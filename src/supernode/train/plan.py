@@ -47,10 +47,10 @@ class TrainWorkload:
     def __post_init__(self) -> None:
         import math
 
-        from supernode.errors import UsageError
+        from supernode.errors import UsageError, is_positive_int
 
         for flag, v in (("--global-batch", self.global_batch), ("--seq-len", self.seq_len)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if not is_positive_int(v):
                 raise UsageError(f"{flag}: must be a positive integer, got {v!r}")
         if self.tokens is not None:
             t = self.tokens

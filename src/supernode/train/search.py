@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from supernode.errors import UsageError
+from supernode.errors import UsageError, is_positive_int
 from supernode.hardware import ClusterSpec
 from supernode.perf.compute import Efficiency, efficiency
 from supernode.train.plan import RECOMPUTE, Plan, TrainWorkload
@@ -132,7 +132,7 @@ def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str
     (:func:`supernode.train.step.evaluation`): validity first, then memory of the valid ones, then
     the step time of the fitting ones only. The k best are taken per ``chunk`` of valid candidates
     (argpartition), then ordered (stable sort)."""
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+    if not is_positive_int(top):
         raise UsageError(f"--top: must be a positive integer, got {top!r}")
     given = {k.replace("-", "_"): v for k, v in (fixed or {}).items()}
     unknown = sorted(set(given) - set(FIXED_KEYS))
@@ -143,7 +143,7 @@ def search(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, fixed: dict[str
         raise UsageError(f"--recompute: expected one of {', '.join(RECOMPUTE)}, got {rc!r}")
     for name in ("tp", "pp", "vpp", "dp", "ep", "cp", "micro_batch"):
         v = given.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+        if v is not None and not is_positive_int(v):
             raise UsageError(f"{FLAG[name]}: must be a positive integer, got {v!r}")
     degrees, others = _grid(m, cluster, w, fixed)
     eff = eff or efficiency(cluster.chip.family)
