@@ -178,3 +178,48 @@ def test_impossible_training_inputs_are_one_line_errors(run_cli, args, flag):
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"supernode: error: {flag}:"), err
+
+
+def test_catalog_models_lists_every_model_the_infer_hint_points_to(run_cli):
+    """The unknown-model hint of `train` / `infer` says `supernode catalog models`, which did not exist; it lists
+    every catalog model with its shape and context window."""
+    import json
+
+    from supernode.catalog import load_catalog
+    from supernode.workload import models
+
+    code, _, err = run_cli("infer", "zz-no-model", "--on", "h100")
+    assert code == 2 and "supernode catalog models" in err
+    code, out, _ = run_cli("catalog", "models", "--json")
+    assert code == 0
+    rows = {r["id"]: r for r in json.loads(out)["models"]}
+    assert set(rows) == set(models(load_catalog()))
+    r1 = rows["deepseek-r1"]
+    assert (r1["layers"], r1["routed_experts"], r1["active_experts"], r1["shared_experts"], r1["max_seq_len"]) == \
+        (61, 256, 8, 1, 163840)
+    assert rows["llama-3.1-70b"]["routed_experts"] is None and rows["llama-3.1-70b"]["active_params"] is None
+    code, out, _ = run_cli("catalog", "models")
+    assert code == 0 and "qwen3-30b-a3b" in out and "671 B" in out
+
+
+def test_a_model_file_without_max_seq_len_is_not_held_to_the_schema_default(tmp_path, run_cli):
+    """max_seq_len's schema default (4,096, for learned position embeddings) is no context window: a user's model
+    file that does not state it serves an 8,000-token prompt; the same file stating 4,096 is refused."""
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[1] / "src" / "supernode" / "data" / "models" / "llama-3.1-8b.yaml")
+    text = src.read_text()
+    assert "max_seq_len: 131072\n" in text
+    free = tmp_path / "mine.yaml"
+    free.write_text(text.replace("max_seq_len: 131072\n", ""))
+    code, _, err = run_cli("infer", str(free), "--on", "h100", "--chips", "1", "--input", "8000", "--output", "100")
+    assert code == 0, err
+    short = tmp_path / "short.yaml"
+    short.write_text(text.replace("max_seq_len: 131072\n", "max_seq_len: 4096\n"))
+    code, _, err = run_cli("infer", str(short), "--on", "h100", "--chips", "1", "--input", "8000", "--output", "100")
+    assert code == 2 and "max_seq_len 4,096" in err
+
+
+def test_allowed_for_error_names_the_flag(run_cli):
+    code, _, err = run_cli("compare", "h100", "h200", "--allowed-for", "china", "--date", "2025-09-20")
+    assert code == 2 and err.startswith("supernode: error: --allowed-for:")

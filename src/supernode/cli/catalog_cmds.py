@@ -9,7 +9,7 @@ import typer
 
 from supernode import units
 
-catalog_app = typer.Typer(help="List catalog items: chips, systems, sources.", no_args_is_help=True)
+catalog_app = typer.Typer(help="List catalog items: chips, systems, models, sources.", no_args_is_help=True)
 
 
 def _q_json(q) -> dict | None:
@@ -114,6 +114,44 @@ def _domain(system) -> float | None:
     from supernode.hardware import si
 
     return si(system.tiers[0].domain_size)
+
+
+@catalog_app.command("models")
+def catalog_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Table of models (the MODEL of `train` and `infer`): layers, width, attention, experts, parameters, context."""
+    from supernode.cli import console, emit_json, get_catalog
+    from supernode.hardware import si
+    from supernode.workload import models
+
+    ms = sorted(models(get_catalog()).values(), key=lambda m: m.id)
+    rows = [{"id": m.id, "name": m.name, "layers": m.layers, "hidden": m.hidden, "heads": m.heads,
+             "kv_heads": m.kv_heads, "attention": m.attention,
+             "routed_experts": m.moe.routed_experts if m.moe else None,
+             "active_experts": m.moe.active_experts if m.moe else None,
+             "shared_experts": m.moe.shared_experts if m.moe else None,
+             "params": si(m.params), "active_params": si(m.active_params) if m.active_params else None,
+             "max_seq_len": m.max_seq_len if "max_seq_len" in m.model_fields_set else None} for m in ms]
+    if json_out:
+        emit_json({"models": rows})
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{len(rows)} models (parameters as published, active per token for MoE; experts: routed / "
+                    "active per token + shared; context: max_seq_len)")
+    for h in ("id", "layers", "hidden", "heads (kv)", "attention", "experts", "params", "active", "context"):
+        t.add_column(h, justify="left" if h in ("id", "attention", "experts") else "right", no_wrap=h == "id")
+    for r in rows:
+        experts = (f"{r['routed_experts']} / {r['active_experts']}" + (f" + {r['shared_experts']}"
+                                                                      if r["shared_experts"] else "")
+                   if r["routed_experts"] else "-")
+        t.add_row(r["id"], str(r["layers"]), f"{r['hidden']:,}", f"{r['heads']} ({r['kv_heads']})", r["attention"],
+                  experts, _billions(r["params"]), _billions(r["active_params"]),
+                  f"{r['max_seq_len']:,}" if r["max_seq_len"] else "-")
+    console().print(t)
+
+
+def _billions(count: float | None) -> str:
+    return "-" if count is None else f"{count / 1e9:,.4g} B"
 
 
 @catalog_app.command("sources")

@@ -396,8 +396,10 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
 
 def _check_context_window(arch: ServingArch, wl: Workload) -> None:
     """A request longer than the model's context window (its ``max_seq_len``, the checkpoint's
-    max_position_embeddings) cannot be served: a one-line error, not an estimate of a run that cannot happen."""
-    limit = getattr(arch.model, "max_seq_len", None)
+    max_position_embeddings) cannot be served: a one-line error, not an estimate of a run that cannot happen. A model
+    file that does not state ``max_seq_len`` (its schema default is for learned position embeddings) is not checked."""
+    m = arch.model
+    limit = m.max_seq_len if m is not None and "max_seq_len" in m.model_fields_set else None
     if not limit or wl.longest_tokens <= limit:
         return
     what = (f"--lengths: the longest request, {wl.longest_tokens:,.0f} tokens (prompt + output),"

@@ -175,7 +175,7 @@ def allowed_chips(catalog: Catalog, country: str, date: str | _dt.date, *,
     unless ``include_undecided``; its reason says which attribute is missing.
     """
     day = parse_date(date)
-    country = parse_country(country, "allowed-for")
+    country = parse_country(country, "--allowed-for")
     ids = list(chip_ids) if chip_ids is not None else sorted(catalog.chips)
     allowed: list[str] = []
     excluded: dict[str, str] = {}

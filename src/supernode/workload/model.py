@@ -84,7 +84,9 @@ class ModelSpec(Strict):
     attention: Literal["mha", "gqa", "mla"]
     mlp: Literal["gelu", "swiglu"]  # swiglu: gated, three matrices
     position: Literal["learned", "rope", "alibi"] = "rope"
-    max_seq_len: int = Field(default=4096, gt=0)  # positions of a learned position embedding
+    # positions of a learned position embedding; when a file states it, also the context window a served request
+    # (prompt + output) must fit in
+    max_seq_len: int = Field(default=4096, gt=0)
     tied_embeddings: bool = False
     linear_bias: bool = False  # biases on all linear layers (GPT-2/3, BLOOM)
     qkv_bias: bool = False  # biases on Q, K, V only (Qwen2)
