@@ -23,7 +23,8 @@ from supernode.infer.precision import (UNQUANTIZED_PARTS, check_attention_precis
                                        describe_module_formats, format_names, module_formats, resolve_module_precision,
                                        weight_formats)
 from supernode.infer.precision import recipes as precision_recipes
-from supernode.infer.serving import (DEFAULT_PREFILL_CHUNK, SLO, Evaluation, Options, Workload, evaluate_colocated,
+from supernode.infer.serving import (DEFAULT_PREFILL_CHUNK, SLO, Evaluation, Options, Workload,
+                                     budget_tokens_per_sequence, evaluate_colocated,
                                      evaluate_decode, evaluate_prefill, grid, token_budget_batch, tokens_per_iteration,
                                      with_memory_filled)
 
@@ -292,7 +293,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
             "as TensorRT-LLM's max_num_tokens and vLLM's max_num_batched_tokens; a co-located batch is sustained only "
             "while b (1 + m) + b a I / O fits in it (a decode instance's while b (1 + m) does), and the memory-filled "
             "batch is capped there")
-        per_sequence = 1.0 + draft_tokens + acceptance_length * workload.input_tokens / workload.output_tokens
+        per_sequence = budget_tokens_per_sequence(opts, workload)
         if max_num_tokens < per_sequence:
             raise UsageError(f"--max-num-tokens: a budget of {max_num_tokens:,} per rank and iteration sustains "
                              f"no co-located sequence, which needs {per_sequence:,.1f} tokens per iteration on "

@@ -247,11 +247,17 @@ def token_budget_batch(plan: PlanGrid, opts: Options, wl: Workload | None = None
     times d p."""
     if opts.max_num_tokens is None:
         return None
+    unit = plan.dp * plan.pp
+    return np.floor(opts.max_num_tokens / budget_tokens_per_sequence(opts, wl) + 1e-9).astype(np.int64) * unit
+
+
+def budget_tokens_per_sequence(opts: Options, wl: Workload | None = None) -> float:
+    """The tokens one sequence adds to an iteration's budget on average (I29): 1 + m decode and draft tokens, and in
+    co-located serving (``wl`` given) a I / O prompt tokens."""
     per_token = 1.0 + opts.draft_tokens
     if wl is not None:
         per_token += opts.acceptance_length * wl.input_tokens / wl.output_tokens
-    unit = plan.dp * plan.pp
-    return np.floor(opts.max_num_tokens / per_token + 1e-9).astype(np.int64) * unit
+    return per_token
 
 
 def _within_budget(plan: PlanGrid, opts: Options, wl: Workload | None = None) -> np.ndarray:
