@@ -353,6 +353,7 @@ default_note: d
     (("effective_date: 2025-01-01", "effective_date: 2025-02-30"), "effective_date"),
     (("effective_date: 2025-01-01", "effective_date: 2025-01-01\nend_date: 2025-06-01"), "end_date needs"),
     (("buyers: [CN]", "buyers: [China]"), "buyers: country 'China'"),
+    (("buyers: [CN]", "buyers: [CN, XX]"), "buyers: country 'XX'"),
     (("level: licence_required", "level: forbidden"), "clauses.0.level"),
 ])
 def test_bad_rule_file_is_one_line_error(tmp_path, edit, field):

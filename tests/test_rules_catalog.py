@@ -122,8 +122,21 @@ def test_cli_comply_human(run_cli):
     (("--date", "2025-13-01"), "--date"),
     (("--chip", "no-such-chip"), "--chip"),
     (("--buyer", "China"), "--buyer"),
+    (("--buyer", "XX"), "--buyer: 'XX' is not an assigned ISO 3166-1"),
+    (("--buyer", "zz"), "--buyer: 'zz' is not an assigned ISO 3166-1"),
 ])
 def test_cli_comply_bad_input_is_one_line_exit_2(run_cli, args, needle):
     code, out, err = run_cli("comply", *args)
     assert code == 2
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_country_list_is_iso_3166_1_alpha_2():
+    """The 249 assigned codes, Norway's "NO" read as a string (YAML 1.1 reads a bare NO as false), no duplicates."""
+    from supernode.rules import countries
+
+    names = countries._names()
+    assert len(names) == 249 and all(len(c) == 2 and c.isupper() for c in names)
+    assert countries.name("NO") == "Norway" and countries.name("CN") == "China"
+    assert not any(countries.is_assigned(c) for c in ("XX", "ZZ", "AA", "QM", "EU", "UK"))
+

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from supernode import units
+from supernode.rules import countries
 
 Level = Literal["free", "discouraged", "licensed_with_conditions", "licence_required", "banned"]
 LEVELS: tuple[str, ...] = Level.__args__  # type: ignore[attr-defined]  # least to most restrictive
@@ -142,8 +143,8 @@ class SourceRef(Strict):
 
 
 def _country(v: str) -> str:
-    if v != "*" and not (len(v) == 2 and v.isalpha() and v.isupper()):
-        raise ValueError(f"country {v!r}: use an ISO 3166 alpha-2 code such as CN, or '*'")
+    if v != "*" and not (len(v) == 2 and v.isalpha() and v.isupper() and countries.is_assigned(v)):
+        raise ValueError(f"country {v!r}: use an assigned ISO 3166-1 alpha-2 code such as CN, or '*'")
     return v
 
 

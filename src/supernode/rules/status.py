@@ -17,6 +17,7 @@ from typing import Iterable, NamedTuple
 
 from supernode.catalog.loader import Catalog
 from supernode.errors import UsageError
+from supernode.rules import countries
 from supernode.rules.classify import Classification, classify
 from supernode.rules.evaluate import RuleVerdict, evaluate_rule
 from supernode.rules.schema import LEVELS, OBTAINABLE_LEVELS, UNDECIDED, Rule, level_rank
@@ -78,6 +79,9 @@ def parse_country(value: str, parameter: str = "buyer") -> str:
     code = value.strip().upper()
     if len(code) != 2 or not code.isalpha():
         raise UsageError(f"{parameter}: expected an ISO 3166 two-letter country code such as CN, got {value!r}")
+    if not countries.is_assigned(code):
+        raise UsageError(f"{parameter}: {value!r} is not an assigned ISO 3166-1 alpha-2 country code "
+                         f"(user-assigned codes such as XX or ZZ name no country)")
     return code
 
 
