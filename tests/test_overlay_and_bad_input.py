@@ -162,6 +162,19 @@ def test_report_write_is_atomic(tmp_path, run_cli):
     assert not (tmp_path / "missing-dir").exists()
 
 
+@pytest.mark.parametrize("name", ["r.pdf", "r.json", "report"])
+def test_report_unknown_suffix_is_one_line_error(tmp_path, run_cli, name):
+    """Markdown under a .pdf (or suffix-less) name was written silently; now nothing is written."""
+    code, _, err = run_cli("report", "--out", str(tmp_path / name))
+    assert code == 2 and "--out" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / name).exists()
+
+
+def test_report_txt_is_markdown(tmp_path, run_cli):
+    code, _, _ = run_cli("report", "--out", str(tmp_path / "r.txt"))
+    assert code == 0 and (tmp_path / "r.txt").read_text(encoding="utf-8").lstrip().startswith("#")
+
+
 @pytest.mark.parametrize("args, flag", [
     (["--seq-len", "0"], "--seq-len"), (["--seq-len", "-4"], "--seq-len"),
     (["--global-batch", "0"], "--global-batch"), (["--global-batch", "-8"], "--global-batch"),

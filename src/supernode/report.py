@@ -178,11 +178,21 @@ def markdown_to_html(md: str) -> str:
     return "\n".join(out)
 
 
+_HTML_SUFFIXES = (".html", ".htm")
+_MARKDOWN_SUFFIXES = (".md", ".markdown", ".txt")
+
+
 def write_report(md: str, path: Path) -> None:
-    """Write markdown, or HTML when the suffix is .html/.htm; atomically (nothing half-written)."""
+    """Write markdown (.md, .markdown, .txt) or HTML (.html, .htm); atomically (nothing half-written).
+
+    Any other suffix (.pdf, .json, none) is an error rather than a markdown file under a misleading name."""
     from supernode.errors import UsageError
 
-    text = markdown_to_html(md) if path.suffix.lower() in (".html", ".htm") else md
+    suffix = path.suffix.lower()
+    if suffix not in _HTML_SUFFIXES + _MARKDOWN_SUFFIXES:
+        raise UsageError(f"--out: expected a file name ending in .md, .markdown or .txt (markdown) or .html / .htm "
+                         f"(HTML), got {str(path)!r}")
+    text = markdown_to_html(md) if suffix in _HTML_SUFFIXES else md
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"--out: directory {parent} does not exist")

@@ -260,7 +260,9 @@ def compare_cmd(
 
 
 def report_cmd(
-    out: Optional[Path] = typer.Option(None, "--out", help="Write to FILE (.md or .html); default: print markdown."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write to FILE: markdown (.md, .markdown, .txt) or HTML (.html, .htm); default: print "
+                            "markdown."),
 ) -> None:
     """The seed comparisons (Sept 2025 headline claims) in one document, with provenance."""
     from supernode.cli import get_catalog
