@@ -215,3 +215,32 @@ def test_a_request_longer_than_the_context_window_is_refused(tmp_path, capsys):
     assert err.startswith("supernode: error: --lengths:") and "131,500" in err and "131,072" in err
     r = search(CAT, "llama-2-70b", "h100", 8, workload=Workload(3840, 256), disaggregated=False)
     assert r["colocated"]["fits"]
+
+
+@pytest.mark.parametrize("fn, kw, message", [
+    ("estimate_decode", {"context_tokens": 200_000}, "context_tokens: 200,000 tokens exceeds the context window"),
+    ("estimate_decode", {"context_tokens": -5}, "context_tokens: expected a positive number"),
+    ("estimate_decode", {"batch_per_rank": 0}, "batch_per_rank: expected a positive number"),
+    ("estimate_decode", {"tp": 0}, "tp: expected a whole number >= 1"),
+    ("estimate_decode", {"ep": 1.5}, "ep: expected a whole number >= 1"),
+    ("estimate_prefill", {"input_tokens": 200_000}, "input_tokens: 200,000 tokens exceeds the context window"),
+    ("estimate_prefill", {"tokens_per_rank": 0}, "tokens_per_rank: expected a positive number"),
+    ("estimate_prefill", {"dp": True}, "dp: expected a whole number >= 1"),
+])
+def test_fixed_plan_api_refuses_impossible_arguments(fn, kw, message):
+    """The API behind the decode/prefill validation cases: before, a 200,000-token context on llama-3.1-8b was
+    estimated, batch 0 gave 0 tokens/s and a zero token budget a throughput; now each is a one-line error naming the
+    parameter. A fractional batch per rank (a mean over ranks) stays allowed."""
+    from supernode.infer.search import estimate_decode, estimate_prefill
+
+    fns = {"estimate_decode": estimate_decode, "estimate_prefill": estimate_prefill}
+    args = {"tp": 1, "pp": 1, "dp": 1, "ep": 1, "precision": "fp8"}
+    args.update({"context_tokens": 1000, "batch_per_rank": 8} if fn == "estimate_decode"
+                else {"input_tokens": 1000, "tokens_per_rank": 8192})
+    args.update(kw)
+    with pytest.raises(UsageError) as err:
+        fns[fn](CAT, "llama-3.1-8b", "h100", 1, **args)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    ok = estimate_decode(CAT, "llama-3.1-8b", "h100", 1, tp=1, pp=1, dp=1, ep=1, precision="fp8",
+                         context_tokens=131_000, batch_per_rank=1.46)
+    assert ok["decode_tokens_per_s_per_chip"] > 0

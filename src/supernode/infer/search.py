@@ -3,13 +3,16 @@ cost per token. A loop over the same vectorized estimate a single plan uses (no 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from supernode import errors
 from supernode.catalog.loader import Catalog, builtin_dir, parse_item
 from supernode.catalog.schema import Quantity
 from supernode.errors import CatalogError, UsageError
@@ -399,16 +402,35 @@ def _check_context_window(arch: ServingArch, wl: Workload) -> None:
     """A request longer than the model's context window (its ``max_seq_len``, the checkpoint's
     max_position_embeddings) cannot be served: a one-line error, not an estimate of a run that cannot happen. A model
     file that does not state ``max_seq_len`` (its schema default is for learned position embeddings) is not checked."""
-    m = arch.model
-    limit = m.max_seq_len if m is not None and "max_seq_len" in m.model_fields_set else None
-    if not limit or wl.longest_tokens <= limit:
-        return
     what = (f"--lengths: the longest request, {wl.longest_tokens:,.0f} tokens (prompt + output),"
             if wl.samples else
             f"--input/--output: a request of {wl.input_tokens:,.0f} + {wl.output_tokens:,.0f} = "
             f"{wl.longest_tokens:,.0f} tokens")
+    _check_window(arch, wl.longest_tokens, what)
+
+
+def _check_window(arch: ServingArch, tokens: float, what: str) -> None:
+    """The check of :func:`_check_context_window` for ``tokens`` held at once; ``what`` opens the message."""
+    m = arch.model
+    limit = m.max_seq_len if m is not None and "max_seq_len" in m.model_fields_set else None
+    if not limit or tokens <= limit:
+        return
     raise UsageError(f"{what} exceeds the context window of {arch.id}, max_seq_len {limit:,} (a context extension "
                      "such as YaRN: pass a model YAML file with a larger max_seq_len)")
+
+
+def _check_fixed_plan(arch: ServingArch, tokens_name: str, tokens: float, counts: dict[str, object],
+                      positive: dict[str, float] | None = None) -> None:
+    """Arguments of :func:`estimate_decode` / :func:`estimate_prefill`: a one-line error naming the parameter for a
+    token count that is not a positive finite number or exceeds the context window, a degree that is not a whole
+    number >= 1, or another amount (``positive``: a batch or token budget per rank) that is not positive."""
+    for name, value in ((tokens_name, tokens), *(positive or {}).items()):
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+            raise UsageError(f"{name}: expected a positive number, got {value!r}")
+    for name, value in counts.items():
+        if not errors.is_positive_int(value):
+            raise UsageError(f"{name}: expected a whole number >= 1, got {value!r}")
+    _check_window(arch, tokens, f"{tokens_name}: {tokens:,.0f} tokens")
 
 
 def _money(cluster: ClusterSpec, rec: ServingAssumptions, tokens_per_s_per_chip: float) -> dict:
@@ -559,6 +581,8 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     and ``shared_experts_stream`` as in :func:`search`."""
 
     arch = serving_arch(catalog, model)
+    _check_fixed_plan(arch, "context_tokens", context_tokens, {"tp": tp, "pp": pp, "dp": dp, "ep": ep},
+                      {"batch_per_rank": batch_per_rank})  # a mean over ranks may be fractional
     cluster = device_cluster(resolve_cluster(catalog, on, chips))
     ov = [int(overlap)] if overlap is not None else [0, 1]
     plan = PlanGrid(tp=np.full(len(ov), tp), pp=pp, dp=dp, ep=ep, batch=batch_per_rank * dp * pp, overlap=np.array(ov))
@@ -590,6 +614,8 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     here)."""
 
     arch = serving_arch(catalog, model)
+    _check_fixed_plan(arch, "input_tokens", input_tokens, {"tp": tp, "pp": pp, "dp": dp, "ep": ep},
+                      {"tokens_per_rank": tokens_per_rank})
     cluster = device_cluster(resolve_cluster(catalog, on, chips))
     ov = [int(overlap)] if overlap is not None else [0, 1]
     prompts = max(tokens_per_rank / input_tokens, 1e-9)
