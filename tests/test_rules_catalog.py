@@ -137,6 +137,6 @@ def test_country_list_is_iso_3166_1_alpha_2():
 
     names = countries._names()
     assert len(names) == 249 and all(len(c) == 2 and c.isupper() for c in names)
-    assert countries.name("NO") == "Norway" and countries.name("CN") == "China"
+    assert names["NO"] == "Norway" and names["CN"] == "China"
     assert not any(countries.is_assigned(c) for c in ("XX", "ZZ", "AA", "QM", "EU", "UK"))
 

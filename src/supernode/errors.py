@@ -1,6 +1,7 @@
 """Error types. Every error carries a one-line message naming the file, field or parameter."""
 
-from numbers import Integral
+import math
+from numbers import Integral, Real
 
 
 class SupernodeError(Exception):
@@ -60,3 +61,8 @@ def close_ids(key: str, ids, limit: int = 5) -> list[str]:
 def is_positive_int(v) -> bool:
     """A whole number >= 1 (Python or numpy integer; a bool is no count)."""
     return isinstance(v, Integral) and not isinstance(v, bool) and v >= 1
+
+
+def is_positive_number(v) -> bool:
+    """A finite real number > 0 (Python or numpy; a bool is no amount, nan and inf are none)."""
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and bool(v > 0)

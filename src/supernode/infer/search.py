@@ -3,10 +3,8 @@ cost per token. A loop over the same vectorized estimate a single plan uses (no 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -425,7 +423,7 @@ def _check_fixed_plan(arch: ServingArch, tokens_name: str, tokens: float, counts
     token count that is not a positive finite number or exceeds the context window, a degree that is not a whole
     number >= 1, or another amount (``positive``: a batch or token budget per rank) that is not positive."""
     for name, value in ((tokens_name, tokens), *(positive or {}).items()):
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+        if not errors.is_positive_number(value):
             raise UsageError(f"{name}: expected a positive number, got {value!r}")
     for name, value in counts.items():
         if not errors.is_positive_int(value):

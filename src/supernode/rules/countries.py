@@ -26,7 +26,3 @@ def is_assigned(code: str) -> bool:
     """Whether ``code`` (upper case) is an officially assigned ISO 3166-1 alpha-2 code."""
     return code in _names()
 
-
-def name(code: str) -> str:
-    """The country's short name (e.g. ``CN`` -> ``China``); KeyError for an unassigned code."""
-    return _names()[code]

@@ -143,7 +143,7 @@ class SourceRef(Strict):
 
 
 def _country(v: str) -> str:
-    if v != "*" and not (len(v) == 2 and v.isalpha() and v.isupper() and countries.is_assigned(v)):
+    if v != "*" and not countries.is_assigned(v):
         raise ValueError(f"country {v!r}: use an assigned ISO 3166-1 alpha-2 code such as CN, or '*'")
     return v
 

@@ -45,17 +45,14 @@ class TrainWorkload:
     cp_comm: str = "ring"
 
     def __post_init__(self) -> None:
-        import math
-
-        from supernode.errors import UsageError, is_positive_int
+        from supernode.errors import UsageError, is_positive_int, is_positive_number
 
         for flag, v in (("--global-batch", self.global_batch), ("--seq-len", self.seq_len)):
             if not is_positive_int(v):
                 raise UsageError(f"{flag}: must be a positive integer, got {v!r}")
         if self.tokens is not None:
-            t = self.tokens
-            if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not math.isfinite(t) or t <= 0:
-                raise UsageError(f"--tokens: must be a positive, finite token count, got {t!r}")
+            if not is_positive_number(self.tokens):
+                raise UsageError(f"--tokens: must be a positive, finite token count, got {self.tokens!r}")
         if self.grad_dtype not in ("fp32", "bf16", "fp16"):
             raise UsageError(f"--grad-dtype: expected fp32, bf16 or fp16, got {self.grad_dtype!r}")
         if self.param_dtype not in ("bf16", "fp16", "fp8"):
