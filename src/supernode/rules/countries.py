@@ -25,4 +25,3 @@ def _names() -> dict[str, str]:
 def is_assigned(code: str) -> bool:
     """Whether ``code`` (upper case) is an officially assigned ISO 3166-1 alpha-2 code."""
     return code in _names()
-
