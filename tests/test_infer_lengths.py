@@ -106,6 +106,29 @@ def test_read_lengths_csv_jsonl_and_weights(tmp_path):
                                                                   ref.ttft_input_tokens, 4))
 
 
+def test_a_length_file_is_read_again_when_it_changes_and_callers_get_their_own_arrays(tmp_path):
+    """The parse is memoized on the file's size and modification time: an edited file is read again, and what one
+    caller does to its arrays does not reach the next caller."""
+    import os
+
+    from supernode.infer.lengths import read_length_samples
+
+    p = tmp_path / "mix.csv"
+    p.write_text("input,output\n100,10\n200,20\n")
+    a = read_length_samples(p)
+    a.inputs[0] = 7.0
+    a.outputs[:] = 1.0
+    b = read_length_samples(p)
+    assert b.inputs.tolist() == [100.0, 200.0] and b.outputs.tolist() == [10.0, 20.0]
+    p.write_text("input,output\n300,30\n")
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # a new modification time even on coarse clocks
+    c = read_length_samples(p)
+    assert c.inputs.tolist() == [300.0] and c.outputs.tolist() == [30.0]
+    assert read_length_samples(p, max_output_tokens=25).outputs.tolist() == [25.0]
+    assert read_length_samples(p).outputs.tolist() == [30.0]
+
+
 @pytest.mark.parametrize("text,suffix,message", [
     ("input,output\n100,abc\n", ".csv", r"row 2: column output: expected a positive token count, got 'abc'"),
     ("input,output\n100,0\n", ".csv", r"row 2: column output: expected a positive token count"),

@@ -80,6 +80,40 @@ def read_length_samples(path: str | Path, output_mean_tokens: float | None = Non
         raise UsageError(f"{label}: no such file")
     if not p.is_file():
         raise UsageError(f"{label}: not a regular file (expected CSV or JSON Lines)")
+    inputs, outputs, w = _parsed(p, label)
+    o = outputs.copy()
+    if max_output_tokens is not None:
+        if not 1 <= max_output_tokens < float("inf"):
+            raise UsageError(f"{label}: output limit must be a positive token count, got {max_output_tokens}")
+        o = np.minimum(o, max_output_tokens)
+    if output_mean_tokens is not None:
+        if not 0 < output_mean_tokens < float("inf"):
+            raise UsageError(f"{label}: output mean must be a positive token count, got {output_mean_tokens}")
+        o = o * (output_mean_tokens / np.average(o, weights=w))
+        if max_output_tokens is not None:
+            o = _rescaled_under_limit(o, w, output_mean_tokens, max_output_tokens, label)
+    return LengthSamples(inputs.copy(), o, w.copy())
+
+
+_PARSED: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _parsed(p: Path, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The file's (inputs, outputs, weights), checked; memoized on the file's path, size and modification time (a
+    validation run reads the same few length files for dozens of cases). The arrays are read-only: callers copy."""
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _PARSED:
+        if len(_PARSED) >= 32:
+            _PARSED.clear()
+        arrays = _parse(p, label)
+        for a in arrays:
+            a.flags.writeable = False
+        _PARSED[key] = arrays
+    return _PARSED[key]
+
+
+def _parse(p: Path, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inputs, outputs, weights = [], [], []
     cols = None
     try:
@@ -100,18 +134,7 @@ def read_length_samples(path: str | Path, output_mean_tokens: float | None = Non
     w = np.asarray(weights, float)
     if w.sum() <= 0:
         raise UsageError(f"{label}: column weight: the weights sum to zero")
-    o = np.asarray(outputs, float)
-    if max_output_tokens is not None:
-        if not 1 <= max_output_tokens < float("inf"):
-            raise UsageError(f"{label}: output limit must be a positive token count, got {max_output_tokens}")
-        o = np.minimum(o, max_output_tokens)
-    if output_mean_tokens is not None:
-        if not 0 < output_mean_tokens < float("inf"):
-            raise UsageError(f"{label}: output mean must be a positive token count, got {output_mean_tokens}")
-        o = o * (output_mean_tokens / np.average(o, weights=w))
-        if max_output_tokens is not None:
-            o = _rescaled_under_limit(o, w, output_mean_tokens, max_output_tokens, label)
-    return LengthSamples(np.asarray(inputs, float), o, w)
+    return np.asarray(inputs, float), np.asarray(outputs, float), w
 
 
 def _rescaled_under_limit(o, w, mean: float, limit: float, label: str):
