@@ -116,6 +116,44 @@ def test_list_scheduling_keeps_every_slot_busy_until_the_queue_empties(lengths, 
     assert d.active.sum() == inflight[ke:].sum() and (d.last_admission, d.end) == (ke, K)
 
 
+def _list_schedule_oracle(its, slots, ready):
+    """List scheduling by its definition: each request in order takes the slot that frees first (O(N S))."""
+    free = [0] * min(slots, len(its))
+    starts = []
+    for it, r in zip(its, ready):
+        k = min(range(len(free)), key=free.__getitem__)
+        starts.append(max(free[k], r))
+        free[k] = starts[-1] + it
+    return starts
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=400), st.integers(1, 64), st.integers(0, 6),
+       st.booleans())
+def test_block_schedule_equals_list_scheduling_by_definition(lengths, slots, ramp_step, short_tail):
+    """The blocked schedule (thin blocks by a heap pass included) gives every request the start that list
+    scheduling by its definition gives, with and without a ramp of the initial fill."""
+    its = np.array(lengths)
+    if short_tail:  # many one-iteration requests beside long ones: thin blocks
+        its[::2] = 1
+    fill = min(slots, len(its))
+    ready = np.zeros(len(its), np.int64)
+    ready[:fill] = np.arange(fill) // 3 * ramp_step
+    starts, ends = schedule(its, slots, ready)
+    assert starts.tolist() == _list_schedule_oracle(its.tolist(), slots, ready.tolist())
+    assert (ends - starts).tolist() == its.tolist()
+    assert schedule(its, slots)[0].tolist() == _list_schedule_oracle(its.tolist(), slots, [0] * len(its))
+
+
+@pytest.mark.parametrize("slots,requests,longest", [(64, 400, 40), (32, 2000, 200), (64, 3000, 300), (7, 500, 9)])
+def test_block_schedule_with_thin_blocks_equals_list_scheduling(slots, requests, longest):
+    """Half the requests one iteration long beside up to ``longest``: blocks thin out and heap passes take over
+    (each of these draws takes that path several times); the starts still equal list scheduling's."""
+    its = np.random.default_rng(1).integers(1, longest, requests)
+    its[::2] = 1
+    assert schedule(its, slots)[0].tolist() == _list_schedule_oracle(its.tolist(), slots, [0] * requests)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 3000), st.integers(1, 50)), min_size=1, max_size=80), st.integers(1, 12),
        st.integers(100, 5000))
