@@ -89,9 +89,9 @@ def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None
 
     List scheduling, exact, in blocks: with F the slots' free iterations in sorted order, the next requests k = 0,
     1, ... take F[0], F[1], ... for as long as every end added before request k (F[i] + its_i, i < k) is at least
-    F[k]; a block is cut where that fails. Each block is a few array operations over the slots, so a run of ~10^5
-    requests costs O(N / B) of them; where blocks are thin (short outputs beside many slots) a heap pass over the
-    next ``slots`` requests takes over. Requests after the first ``slots`` must be ready at 0 (the ramp of
+    F[k]; a block is cut where that fails. Each block is a few array operations (over a window of the next requests
+    that doubles while blocks fill it), so a run of ~10^5 requests costs O(N / B) of them; where blocks are thin
+    (short outputs beside many slots) a heap pass over the next ``slots`` requests takes over. Requests after the first ``slots`` must be ready at 0 (the ramp of
     :func:`ready_iterations` holds only the initial fill); any other ``ready`` takes the heap throughout."""
     its = np.asarray(iterations, np.int64)
     n = len(its)
@@ -107,15 +107,17 @@ def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None
             return _heap_schedule(its, s, r)
         starts[:s] = r[:s]  # the initial fill: every slot free at 0, so each waits only for its turn
     free = np.sort(starts[:s] + its[:s])
-    j = s
+    j, window = s, _THIN_BLOCK * 4  # requests looked at per block: grows while blocks fill it, shrinks when not
     while j < n:
-        w = min(s, n - j)
+        w = min(s, n - j, window)
         f = free[:w]
         ends = f + its[j:j + w]
         # request k takes f[k] while every end added before it is >= f[k]: cut at the first k where that fails
         bad = np.flatnonzero(np.minimum.accumulate(ends)[:-1] < f[1:])
         b = w if bad.size == 0 else int(bad[0]) + 1
+        window = window * 2 if b == w else max(_THIN_BLOCK * 4, window // 2) if 4 * b < w else window
         if b < _THIN_BLOCK <= w:
+            w = min(s, n - j)
             heap = free.tolist()  # sorted, so already a heap
             out: list[int] = []
             put, replace = out.append, heapq.heapreplace
