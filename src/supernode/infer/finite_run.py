@@ -119,13 +119,7 @@ def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None
         if b < _THIN_BLOCK <= w:
             w = min(s, n - j)
             heap = free.tolist()  # sorted, so already a heap
-            out: list[int] = []
-            put, replace = out.append, heapq.heapreplace
-            for it in its[j:j + w].tolist():
-                t = heap[0]
-                put(t)
-                replace(heap, t + it)
-            starts[j:j + w] = out
+            starts[j:j + w] = _heap_pass(heap, its[j:j + w])
             free = np.sort(np.asarray(heap, np.int64))
             j += w
             continue
@@ -139,16 +133,27 @@ def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None
 _THIN_BLOCK = 16  # requests per block below which a heap pass is cheaper (measured on the validation runs)
 
 
-def _heap_schedule(its: np.ndarray, slots: int, ready: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`schedule` by a heap of the slots' next free iteration, one request at a time (any ``ready``)."""
-    free = [0] * slots
+def _heap_pass(free: list[int], its: np.ndarray, ready: np.ndarray | None = None) -> list[int]:
+    """Admit requests one at a time into ``free``, a heap of the slots' next free iteration (updated in place): each
+    takes the slot that frees first, not before its ``ready`` iteration. Returns their starts."""
     out: list[int] = []
     put, replace = out.append, heapq.heapreplace
+    if ready is None:
+        for it in its.tolist():
+            t = free[0]
+            put(t)
+            replace(free, t + it)
+        return out
     for it, r in zip(its.tolist(), ready.tolist()):
         t = max(free[0], r)
         put(t)
         replace(free, t + it)
-    starts = np.asarray(out, np.int64)
+    return out
+
+
+def _heap_schedule(its: np.ndarray, slots: int, ready: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`schedule` by a heap pass over every request (any ``ready``)."""
+    starts = np.asarray(_heap_pass([0] * slots, its, ready), np.int64)
     return starts, starts + its
 
 
