@@ -91,8 +91,9 @@ def schedule(iterations: np.ndarray, slots: int, ready: np.ndarray | None = None
     1, ... take F[0], F[1], ... for as long as every end added before request k (F[i] + its_i, i < k) is at least
     F[k]; a block is cut where that fails. Each block is a few array operations (over a window of the next requests
     that doubles while blocks fill it), so a run of ~10^5 requests costs O(N / B) of them; where blocks are thin
-    (short outputs beside many slots) a heap pass over the next ``slots`` requests takes over. Requests after the first ``slots`` must be ready at 0 (the ramp of
-    :func:`ready_iterations` holds only the initial fill); any other ``ready`` takes the heap throughout."""
+    (short outputs beside many slots) a heap pass over the next ``slots`` requests takes over. Requests after the
+    first ``slots`` must be ready at 0 (the ramp of :func:`ready_iterations` holds only the initial fill); any other
+    ``ready`` takes the heap throughout."""
     its = np.asarray(iterations, np.int64)
     n = len(its)
     if n and not slots >= 1:

@@ -114,6 +114,7 @@ def _parsed(p: Path, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _parse(p: Path, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check every row of ``p``: (inputs, outputs, weights); errors name the file, row and column."""
     inputs, outputs, weights = [], [], []
     cols = None
     try:
