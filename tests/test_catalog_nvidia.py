@@ -16,7 +16,7 @@ from supernode.catalog import load_catalog
 from supernode.catalog.schema import BITS, PRECISIONS, Quantity
 
 NVIDIA_CHIPS = ("a100", "a800", "h100", "h800", "h20", "h200", "b200", "gb200", "b300", "gb300", "rubin",
-                "rtx-pro-6000", "rtx-pro-6000d", "l20")
+                "rtx-pro-6000", "rtx-pro-6000-server", "rtx-pro-6000d", "l20")
 NVIDIA_SYSTEMS = ("hgx-h100", "hgx-h20", "gb200-nvl72", "gb300-nvl72", "vera-rubin-nvl144", "xai-colossus")
 
 
@@ -80,6 +80,9 @@ def test_every_precision_is_accounted_for(cat, chip_id):
         ("rubin", "fp4", 50e15),  # GTC 2025
         ("rtx-pro-6000", "fp4", 2e15),  # 4,000 AI TOPS with sparsity / 2
         ("rtx-pro-6000", "fp32", 125e12),
+        ("rtx-pro-6000-server", "fp32", 120e12),  # Server Edition page
+        ("rtx-pro-6000-server", "fp4", 1.92e15),  # 16 x FP32 per SM and clock (whitepaper Appendix A), dense
+        ("rtx-pro-6000-server", "bf16", 480e12),  # 4 x FP32; the page's '1 PFLOPS' is sparse
         ("l20", "fp8", 239e12),
         ("l20", "tf32", 59.8e12),
     ],
@@ -100,6 +103,7 @@ def test_dense_peaks(cat, chip_id, precision, expected):
         ("gb300", 288e9, 8e12),
         ("rubin", 288e9, 13e12),
         ("rtx-pro-6000", 96e9, 1792e9),
+        ("rtx-pro-6000-server", 96e9, 1597e9),  # Server Edition page, Lenovo Press LP2263
         ("rtx-pro-6000d", 84e9, 1398e9),
         ("l20", 48e9, 864e9),
     ],
