@@ -8,7 +8,7 @@ from supernode.catalog.loader import iter_quantities
 
 CHIP_IDS = ("a100 a800 h100 h800 h20 h200 b200 gb200 b300 gb300 rubin rtx-pro-6000 rtx-pro-6000-server rtx-pro-6000d l20 "
             "ascend-910b ascend-910c ascend-950pr ascend-950dt ascend-960 ascend-970 mi300x mi325x mi355x "
-            "tpu-v5e tpu-v5p tpu-v6e tpu-ironwood gaudi2 gaudi3 mlu370 ppu").split()
+            "tpu-v5e tpu-v5p tpu-v6e tpu-ironwood gaudi2 gaudi3 mlu370 ppu rtx-pro-6000-maxq").split()
 SYSTEM_IDS = ("hgx-h100 hgx-h20 gb200-nvl72 gb300-nvl72 vera-rubin-nvl144 cloudmatrix-384 atlas-950-superpod "
               "atlas-960-superpod atlas-950-supercluster atlas-960-supercluster xai-colossus tpu-v5p-pod "
               "ironwood-pod").split()

@@ -16,7 +16,7 @@ from supernode.catalog import load_catalog
 from supernode.catalog.schema import BITS, PRECISIONS, Quantity
 
 NVIDIA_CHIPS = ("a100", "a800", "h100", "h800", "h20", "h200", "b200", "gb200", "b300", "gb300", "rubin",
-                "rtx-pro-6000", "rtx-pro-6000-server", "rtx-pro-6000d", "l20")
+                "rtx-pro-6000", "rtx-pro-6000-server", "rtx-pro-6000-maxq", "rtx-pro-6000d", "l20")
 NVIDIA_SYSTEMS = ("hgx-h100", "hgx-h20", "gb200-nvl72", "gb300-nvl72", "vera-rubin-nvl144", "xai-colossus")
 
 
@@ -83,6 +83,9 @@ def test_every_precision_is_accounted_for(cat, chip_id):
         ("rtx-pro-6000-server", "fp32", 120e12),  # Server Edition page
         ("rtx-pro-6000-server", "fp4", 1.92e15),  # 16 x FP32 per SM and clock (whitepaper Appendix A), dense
         ("rtx-pro-6000-server", "bf16", 480e12),  # 4 x FP32; the page's '1 PFLOPS' is sparse
+        ("rtx-pro-6000-maxq", "bf16", 438.9e12),  # whitepaper Appendix A, Max-Q column, dense
+        ("rtx-pro-6000-maxq", "fp8", 877.9e12),
+        ("rtx-pro-6000-maxq", "fp4", 1755.7e12),
         ("l20", "fp8", 239e12),
         ("l20", "tf32", 59.8e12),
     ],
