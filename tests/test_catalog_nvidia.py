@@ -78,7 +78,9 @@ def test_every_precision_is_accounted_for(cat, chip_id):
         ("gb300", "fp4", 15e15),  # NVL72 1,080 PF dense / 72
         ("gb300", "fp8", 5e15),
         ("rubin", "fp4", 50e15),  # GTC 2025
-        ("rtx-pro-6000", "fp4", 2e15),  # 4,000 AI TOPS with sparsity / 2
+        ("rtx-pro-6000", "fp4", 2015.2e12),  # whitepaper Appendix A, Workstation column, dense (4,030.4 sparse, the page's "4,000 AI TOPS")
+        ("rtx-pro-6000", "bf16", 503.8e12),  # the same column; estimated 500 before stop 56
+        ("rtx-pro-6000", "fp8", 1007.6e12),
         ("rtx-pro-6000", "fp32", 125e12),
         ("rtx-pro-6000-server", "fp32", 120e12),  # Server Edition page
         ("rtx-pro-6000-server", "fp4", 1.92e15),  # 16 x FP32 per SM and clock (whitepaper Appendix A), dense

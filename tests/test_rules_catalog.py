@@ -57,6 +57,19 @@ def test_catalog_l20_not_3a090(catalog):
     assert v.label == "not 3A090"
 
 
+@pytest.mark.parametrize("chip_id, label, level", [
+    ("rtx-pro-6000-server", "3A090.a.1", "licence_required"),
+    ("rtx-pro-6000", "3A090.a.1 (not datacenter)", "licensed_with_conditions"),
+    ("rtx-pro-6000-maxq", "3A090.a.1 (not datacenter)", "licensed_with_conditions"),
+])
+def test_catalog_rtx_pro_6000_editions_split_on_datacenter_marketing(catalog, chip_id, label, level):
+    """rules.md's worked table: every RTX PRO 6000 Blackwell edition is 3A090.a.1 by TPP (7,000-8,100), but only the
+    Server Edition is marketed for datacenters; the Workstation and Max-Q editions are NAC-eligible (Note 2's
+    non-datacenter branch) rather than licence with a presumption of denial."""
+    v = {v.rule_id: v for v in status(catalog, chip_id, "2025-03-01", "CN").verdicts}["us-3a090-2023"]
+    assert (v.label, v.level) == (label, level)
+
+
 def test_catalog_rtx_pro_6000d_bandwidth_just_under_1400(catalog):
     c = classify(catalog.chip("rtx-pro-6000d"))
     assert 1.39e12 < c.memory_bandwidth_bytes_per_s.value < 1.4e12
