@@ -207,6 +207,11 @@ def register(app: typer.Typer) -> None:
                                              "prefill forwards (I24): dedup (default; once per remote scale-up "
                                              "domain, then forwarded: DeepEP normal mode) or all-to-all (every "
                                              "routed copy)."),
+        moe_comm: str = typer.Option("all-to-all", "--moe-comm", help="How the attention-DP ranks of an MoE "
+                                     "instance reach the experts (I41): all-to-all (default; dispatch/combine "
+                                     "kernels) or allgather (every rank gathers the group's tokens, a reduce-scatter "
+                                     "returns the outputs: TensorRT-LLM's 2025 MoE without MNNVL or with EP <= "
+                                     "top-k)."),
         weight_offload: Optional[str] = typer.Option(None, "--weight-offload", help="G/N: the routed experts of N "
                                                      "in every G layers live in host memory and are copied back "
                                                      "over the host link while the resident layers run (I26; "
@@ -263,6 +268,7 @@ def register(app: typer.Typer) -> None:
                      moe_backend=moe_backend, shared_experts_stream=shared_experts_stream,
                      moe_dp_padding=moe_dp_padding,
                      admission=admission, prefill_dispatch=prefill_dispatch, weight_offload=weight_offload,
+                     moe_comm=moe_comm,
                      fixed={k: v for k, v in dict(tp=tp, pp=pp, dp=attention_dp, ep=ep, batch=batch,
                                                   max_batch=max_batch, overlap=micro_batch_overlap).items()
                             if v is not None}, disaggregated=disaggregated, requests=requests,

@@ -112,6 +112,24 @@ def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n
     return np.where(inside & (size >= limit), library, base)
 
 
+def moe_allgather_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n, ceff) -> np.ndarray:
+    """One all-gather or reduce-scatter of an all-gathering MoE (I41) whose full buffer is ``size_bytes`` per rank over
+    ``n`` ranks: the stacks hand it to NCCL / RCCL, so inside the scale-up domain, on a family with a C3 fit, half the
+    library all-reduce of that buffer (:func:`supernode.perf.collectives.library_all_gather_s`); otherwise the
+    hierarchical all-gather at the scale-up collective fraction (:func:`supernode.perf.collectives.all_gather_s`)."""
+    size = np.asarray(size_bytes, float)
+    nf = np.asarray(n).astype(float)
+    base = coll.all_gather_s(cluster, size, nf, 1, ceff)
+    lib = eff.nccl_all_reduce
+    tier = cluster.tiers[0]
+    if not lib or tier.level != "scale_up":
+        return base
+    inside = (nf > 1) & (nf <= tier.domain_chips)
+    link = tier.bandwidth_bytes_per_s * coll.mesh_share(tier, nf)
+    library = coll.library_all_gather_s(size, nf, link, lib["latency_step_s"], lib["bandwidth_fraction"])
+    return np.where(inside, library, base)
+
+
 def describe_tp_all_reduce(eff: compute.Efficiency) -> str:
     """The assumption line of :func:`tp_all_reduce_s` for a family."""
     lim = eff.custom_all_reduce_max_bytes

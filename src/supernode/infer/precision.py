@@ -83,6 +83,13 @@ def dispatch_bytes(precision: str) -> float:
     return mean_over_formats(precision, lambda f: min(BYTES_PER_ELEMENT[f], ACTIVATION_BYTES))
 
 
+def gather_bytes(precision: str) -> float:
+    """Bytes per element of the tokens an all-gathering MoE (I41) gathers for experts at ``precision``: NVFP4 with
+    its scales for FP4 experts (quantized before the gather), BF16 otherwise (FP8 taken as block-scaled, whose
+    activations TensorRT-LLM quantizes 1x128 after the gather); a mixed part's mean (I32)."""
+    return mean_over_formats(precision, lambda f: dispatch_bytes(f) if f == "fp4" else ACTIVATION_BYTES)
+
+
 def attention_precision(chip: ChipSpec) -> str:
     for p in ("bf16", "fp16"):
         if p in chip.peak_flop_per_s:

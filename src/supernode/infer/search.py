@@ -141,6 +141,13 @@ assert DEFAULT_PREFILL_CHUNK in PREFILL_CHUNK_CANDIDATES
 MAX_PREFILL_TOKENS_PER_RANK = 65536
 
 
+DESCRIBE_ALLGATHER = (
+    "MoE communication by all-gather and reduce-scatter (I41, --moe-comm allgather): the attention-DP ranks gather "
+    "the group's tokens (NVFP4 for FP4 experts, else BF16) and reduce-scatter the BF16 outputs, each priced as half "
+    "the family's library all-reduce of the gathered buffer; the MoE op's work over tokens a rank holds no expert for "
+    "is not priced")
+
+
 def _describe_prefill_dispatch(mode: str) -> str:
     if mode == "dedup":
         return ("prefill MoE dispatch/combine by high-throughput kernels (I24, DeepEP normal mode): a token crosses "
@@ -165,7 +172,8 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
            moe_backend: str | None = None, moe_dp_padding: bool = False, admission: str = "independent",
            prefill_dispatch: str = "dedup", shared_experts_stream: str | None = None,
            weight_offload=None, requests: int | None = None,
-           length_samples: finite_run.LengthSamples | None = None, effective_bits: float | None = None) -> dict:
+           length_samples: finite_run.LengthSamples | None = None, effective_bits: float | None = None,
+           moe_comm: str = "all-to-all") -> dict:
     """Best co-located and (optionally) disaggregated serving of ``model`` on ``on`` (system or chip
     id with ``chips``) for ``workload`` under ``slo``. ``fixed``: degrees the user fixes (``tp``, ``pp``, ``dp``,
     ``ep``, ``batch``; ``overlap``: True/False two-micro-batch overlap; ``max_batch``: a cap on the batch, as a
@@ -198,8 +206,11 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     (TensorRT-LLM's max_num_tokens, vLLM's max_num_batched_tokens), which bounds the batch the engine sustains and
     the prompt tokens beside the decodes (I29). ``effective_bits``: the checkpoint's ModelOpt AutoQuantize target,
     mean bits per searched weight (I32): the parts left at ``precision`` are priced as a mix of it and FP16 with that
-    mean (:func:`supernode.infer.precision.apply_effective_bits`); None: every such part at ``precision``. Returns a
-    JSON-ready dict (SI units)."""
+    mean (:func:`supernode.infer.precision.apply_effective_bits`); None: every such part at ``precision``.
+    ``moe_comm``: how an MoE instance's attention-DP ranks reach the experts, ``all-to-all`` (default: the
+    dispatch/combine kernels, I18 / I24) or ``allgather`` (every rank gathers the group's tokens and a reduce-scatter
+    returns the outputs, TensorRT-LLM's 2025 MoE without MNNVL or with EP <= top-k; I41). Returns a JSON-ready dict
+    (SI units)."""
     _check_sources(catalog)
     unknown = sorted(set(fixed or {}) - set(FIXED_KEYS))
     if unknown:
@@ -222,7 +233,7 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
     opts = Options(prec, kv_precision, draft_tokens, acceptance_length, dict(fixed or {}), prefill_chunk_tokens,
                    attention_precision, expert_balance, modules, glue_fusion, moe_backend=moe_backend,
                    shared_experts_stream=shared_experts_stream, moe_dp_padding=bool(moe_dp_padding),
-                   admission=admission, prefill_dispatch=prefill_dispatch,
+                   admission=admission, prefill_dispatch=prefill_dispatch, moe_comm=moe_comm,
                    weight_offload=offload.parse(weight_offload), max_num_tokens=max_num_tokens,
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     budget_words = (f"{opts.chunk_cap:,.0f} prompt tokens" if max_num_tokens is None else
@@ -269,7 +280,9 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         assumptions.append("prompt admission aligned across the attention-DP ranks (I15): the ranks prefill in the "
                            "same iterations (a fixed-length offline run started all at once), so no rank waits "
                            "for another's prompt")
-    if arch.is_moe and disaggregated:
+    if arch.is_moe and moe_comm == "allgather":
+        assumptions.append(DESCRIBE_ALLGATHER)
+    elif arch.is_moe and disaggregated:
         assumptions.append(_describe_prefill_dispatch(prefill_dispatch))
     if opts.weight_offload is not None:
         g, n = opts.weight_offload
@@ -572,11 +585,11 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
                     expert_balance: str = balance.DEFAULT_MODE, serving_stack: str | None = None,
                     module_precision=None, glue_fusion: str | None = None, weight_offload=None,
                     effective_bits: float | None = None, moe_backend: str | None = None,
-                    shared_experts_stream: str | None = None) -> dict:
+                    shared_experts_stream: str | None = None, moe_comm: str = "all-to-all") -> dict:
     """Decode throughput of one fixed plan at a fixed KV length (validation against published
     saturated decode figures). ``overlap=None`` takes the faster of with and without; ``expert_balance``,
-    ``serving_stack``, ``module_precision``, ``glue_fusion``, ``weight_offload``, ``effective_bits``, ``moe_backend``
-    and ``shared_experts_stream`` as in :func:`search`."""
+    ``serving_stack``, ``module_precision``, ``glue_fusion``, ``weight_offload``, ``effective_bits``, ``moe_backend``,
+    ``shared_experts_stream`` and ``moe_comm`` as in :func:`search`."""
 
     arch = serving_arch(catalog, model)
     _check_fixed_plan(arch, "context_tokens", context_tokens, {"tp": tp, "pp": pp, "dp": dp, "ep": ep},
@@ -588,7 +601,7 @@ def estimate_decode(catalog: Catalog, model: str, on: str, chips: int | None, *,
     modules = weight_formats(cluster.chip, precision, module_precision, effective_bits)
     opts = Options(precision, kv_precision, draft_tokens, acceptance_length, attention_precision=attention_precision,
                    expert_balance=expert_balance, module_precision=modules, glue_fusion=glue_fusion,
-                   moe_backend=moe_backend, shared_experts_stream=shared_experts_stream,
+                   moe_backend=moe_backend, shared_experts_stream=shared_experts_stream, moe_comm=moe_comm,
                    weight_offload=offload.parse(weight_offload),
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     usable = float(assumptions_record().usable_memory_fraction.number)
@@ -604,10 +617,11 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
                      attention_precision: str | None = None, expert_balance: str = balance.DEFAULT_MODE,
                      module_precision=None, glue_fusion: str | None = None, prefill_dispatch: str = "dedup",
                      weight_offload=None, effective_bits: float | None = None,
-                     serving_stack: str | None = None, moe_backend: str | None = None) -> dict:
+                     serving_stack: str | None = None, moe_backend: str | None = None,
+                     moe_comm: str = "all-to-all") -> dict:
     """Saturated prefill throughput of one fixed plan (validation); ``expert_balance``, ``module_precision``,
-    ``glue_fusion``, ``moe_backend``, ``prefill_dispatch``, ``weight_offload`` and ``effective_bits`` as in
-    :func:`search`;
+    ``glue_fusion``, ``moe_backend``, ``prefill_dispatch``, ``moe_comm``, ``weight_offload`` and ``effective_bits`` as
+    in :func:`search`;
     ``serving_stack`` only for its fixed time per MoE layer (I34; a prefill forward has no per-token host time
     here)."""
 
@@ -624,7 +638,7 @@ def estimate_prefill(catalog: Catalog, model: str, on: str, chips: int | None, *
     modules = weight_formats(cluster.chip, precision, module_precision, effective_bits)
     opts = Options(precision, kv_precision, attention_precision=attention_precision, expert_balance=expert_balance,
                    module_precision=modules, glue_fusion=glue_fusion, moe_backend=moe_backend,
-                   prefill_dispatch=prefill_dispatch,
+                   prefill_dispatch=prefill_dispatch, moe_comm=moe_comm,
                    weight_offload=offload.parse(weight_offload),
                    serving_stack=fixed_costs.check_stack_family(serving_stack, cluster.chip.family))
     usable = float(assumptions_record().usable_memory_fraction.number)

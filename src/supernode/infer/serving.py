@@ -151,6 +151,10 @@ class Options:
     # the MoE dispatch/combine kernels of prefill forwards (I24): "dedup" (default; high-throughput kernels that
     # cross the scale-out fabric once per remote scale-up domain, DeepEP normal mode) or "all-to-all" (every copy)
     prefill_dispatch: str = "dedup"
+    # how an MoE instance's attention-DP ranks exchange tokens with the experts (I41): "all-to-all" (default; the
+    # dispatch/combine kernels of I18 / I24) or "allgather" (every rank gathers the group's tokens and a
+    # reduce-scatter returns the outputs: TensorRT-LLM's MoE without MNNVL or with EP <= top-k, 2025 releases)
+    moe_comm: str = "all-to-all"
     # N of every G layers' routed experts in host memory, copied back with prefetch (I26); None: all on the chip
     weight_offload: tuple[int, int] | None = None
     # the engine's token budget per rank and iteration counting decode and draft tokens as well as prompt tokens
@@ -184,6 +188,8 @@ class Options:
         if self.prefill_dispatch not in PREFILL_DISPATCH:
             raise UsageError(f"--prefill-dispatch: expected one of {', '.join(PREFILL_DISPATCH)}, "
                              f"got {self.prefill_dispatch!r}")
+        if self.moe_comm not in MOE_COMM:
+            raise UsageError(f"--moe-comm: expected one of {', '.join(MOE_COMM)}, got {self.moe_comm!r}")
         if self.draft_tokens < 0:
             raise UsageError("--mtp: draft tokens must be >= 0")
         if not 1.0 <= self.acceptance_length <= 1 + self.draft_tokens:
@@ -191,6 +197,7 @@ class Options:
 
 
 PREFILL_DISPATCH = ("dedup", "all-to-all")  # I24
+MOE_COMM = ("all-to-all", "allgather")  # I41
 DEFAULT_PREFILL_CHUNK = 8192  # SGLang's chunked_prefill_size default
 
 
@@ -303,7 +310,7 @@ def _with_drafts(arch, cluster, plan, opts: Options, br: StageBreakdown, decode_
                                 context_tokens=context_tokens, expert_balance=opts.expert_balance,
                                 module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                                 moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
-                                serving_stack=opts.serving_stack).stage_s
+                                serving_stack=opts.serving_stack, moe_comm=opts.moe_comm).stage_s
     return replace(br, draft_s=draft * np.ones_like(br.stage_s)), draft
 
 
@@ -333,7 +340,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                       attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                       module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                       moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
-                      serving_stack=opts.serving_stack,
+                      serving_stack=opts.serving_stack, moe_comm=opts.moe_comm,
                       decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.base_tokens,
                       prefill_len=wl.prefill_attention_tokens)
     with_chunk = stage_time(arch, cluster, plan, precision=opts.precision,
@@ -341,7 +348,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                             expert_balance=opts.expert_balance,
                             module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                             moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
-                            serving_stack=opts.serving_stack,
+                            serving_stack=opts.serving_stack, moe_comm=opts.moe_comm,
                             decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=mix.burst_tokens,
                             prefill_len=wl.prefill_attention_tokens,
                             routed_tokens_per_rank=(None if opts.moe_dp_padding else
@@ -354,7 +361,7 @@ def evaluate_colocated(arch, cluster, plan, wl: Workload, slo: SLO, opts: Option
                        attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                        module_precision=opts.module_precision, glue_fusion=opts.glue_fusion,
                        moe_backend=opts.moe_backend, shared_experts_stream=opts.shared_experts_stream,
-                       serving_stack=opts.serving_stack,
+                       serving_stack=opts.serving_stack, moe_comm=opts.moe_comm,
                        decode_seqs=b, context_tokens=ctx, query_tokens=1 + m, prefill_tokens=chunk,
                        prefill_len=wl.ttft_input_tokens)
     burst = _with_offload(arch, cluster, plan, opts, burst)
@@ -379,7 +386,7 @@ def evaluate_decode(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options, 
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion, moe_backend=opts.moe_backend,
                     shared_experts_stream=opts.shared_experts_stream,
-                    serving_stack=opts.serving_stack,
+                    serving_stack=opts.serving_stack, moe_comm=opts.moe_comm,
                     decode_seqs=b, context_tokens=ctx, query_tokens=1 + m)
     br, draft = _with_drafts(arch, cluster, plan, opts, _with_offload(arch, cluster, plan, opts, br), b, ctx)
     t_step = _iteration_s(plan, br.stage_s, draft, host_overhead_s)
@@ -399,7 +406,7 @@ def evaluate_prefill(arch, cluster, plan, wl: Workload, slo: SLO, opts: Options,
                     attention_precision=opts.attention_precision, expert_balance=opts.expert_balance,
                     module_precision=opts.module_precision, glue_fusion=opts.glue_fusion, moe_backend=opts.moe_backend,
                     shared_experts_stream=opts.shared_experts_stream,
-                    serving_stack=opts.serving_stack,
+                    serving_stack=opts.serving_stack, moe_comm=opts.moe_comm,
                     decode_seqs=0.0, context_tokens=0.0, prefill_tokens=tokens,
                     prefill_len=wl.prefill_attention_tokens,
                     dispatch=opts.prefill_dispatch)

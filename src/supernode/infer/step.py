@@ -43,8 +43,8 @@ from supernode.infer import balance, fixed_costs, glue, kernels
 from supernode.infer.arch import ServingArch
 from supernode.infer.moe_backend import fused as fused_moe_op
 from supernode.infer.plan import PlanGrid
-from supernode.infer.precision import (ACTIVATION_BYTES, dispatch_bytes, mean_over_formats, module_formats,
-                                       weight_bytes)
+from supernode.infer.precision import (ACTIVATION_BYTES, dispatch_bytes, gather_bytes, mean_over_formats,
+                                       module_formats, weight_bytes)
 from supernode.infer.precision import attention_precision as default_attention_precision
 from supernode.infer.shared_stream import overlaps as shared_stream_overlaps
 from supernode.perf import collectives as coll
@@ -224,7 +224,7 @@ def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_toke
 
 
 def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, expert_precision: str, ceff,
-                  a2a_scale=1.0, dispatch: str = "all-to-all"):
+                  a2a_scale=1.0, dispatch: str = "all-to-all", moe_comm: str = "all-to-all", group_ratio=1.0):
     """Collectives of ONE layer for ``q`` tokens per attention-DP rank (I5): (one all-reduce of q D
     BF16 activations over the t-way TP group, 0 without TP, by ``kernels.tp_all_reduce_s`` (C3: the stacks'
     own kernels below their message limit, NCCL / RCCL above); one MoE dispatch + combine over the stage's
@@ -234,7 +234,10 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
     The caller zeroes the all-to-all on one chip. ``expert_precision``: the routed experts' weight format, which
     sets the dispatch bytes per element (``dispatch_bytes``; combine is BF16). ``dispatch``: ``all-to-all`` (every
     routed copy sent to its expert's chip: the low-latency kernels of decode, I18) or ``dedup`` (once per remote
-    scale-up domain, then forwarded: the high-throughput kernels of prefill, I24)."""
+    scale-up domain, then forwarded: the high-throughput kernels of prefill, I24). ``moe_comm`` ``allgather``
+    (I41) replaces both: an all-gather of the group's tokens at ``gather_bytes`` and a reduce-scatter of their BF16
+    outputs over the stage's chips, n x the group's mean tokens per chip (``group_ratio`` q / t) each, whatever the
+    routing (``a2a_scale`` does not apply)."""
     ab = ACTIVATION_BYTES
     D = float(arch.hidden)
     ar = np.where(plan.tp > 1, kernels.tp_all_reduce_s(cluster, kernels.efficiency(cluster), q * D * ab, plan.tp, ceff),
@@ -244,6 +247,13 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
         k = float(arch.experts_per_token)
         per_chip_tokens = q / plan.tp.astype(float) * a2a_scale
         grp = plan.stage_chips
+        if moe_comm == "allgather":
+            eff = kernels.efficiency(cluster)
+            gathered = grp * (q * np.asarray(group_ratio, float) / plan.tp.astype(float)) * D
+            a2a = np.where(plan.dp > 1,
+                           kernels.moe_allgather_s(cluster, eff, gathered * gather_bytes(expert_precision), grp, ceff)
+                           + kernels.moe_allgather_s(cluster, eff, gathered * ab, grp, ceff), 0.0)
+            return ar, a2a
         if dispatch == "dedup":
             mo = arch.model.moe if arch.model is not None else None
             groups = (mo.expert_groups, mo.groups_per_token) if mo is not None else (None, None)
@@ -267,7 +277,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
                expert_balance: str | None = None, module_precision=None,
                glue_fusion: str | None = None, dispatch: str = "all-to-all",
                serving_stack: str | None = None, moe_backend: str | None = None,
-               shared_experts_stream: str | None = None) -> StageBreakdown:
+               shared_experts_stream: str | None = None, moe_comm: str = "all-to-all") -> StageBreakdown:
     """Time of one stage for one micro-batch on every plan.
 
     ``decode_seqs``: sequences decoding per attention-DP rank in this micro-batch; ``context_tokens``:
@@ -291,7 +301,10 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     family (I34, at every ep), else the family's (I21, only where the plan runs expert parallelism, ep > 1).
     ``moe_backend``: the stack's MoE backend for the routed experts (I37; None: ``grouped``).
     ``shared_experts_stream``: ``overlap`` runs each MoE layer's shared experts on a second stream beside the routed
-    experts in a pass without prompt tokens (I38, :mod:`supernode.infer.shared_stream`); None: ``serial``."""
+    experts in a pass without prompt tokens (I38, :mod:`supernode.infer.shared_stream`); None: ``serial``.
+    ``moe_comm``: ``all-to-all`` (the dispatch/combine kernels that ``dispatch`` names) or ``allgather`` (I41: the
+    ranks all-gather the group's tokens and reduce-scatter the outputs, in prefill and decode alike)."""
+    comm_mode = moe_comm  # the name moe_comm is the breakdown's array below
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -354,7 +367,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     # the most loaded EP rank's receives, f times the group mean (I17; with I15 the mean is routed_ratio q)
     f_bal = expert_balance_ratio(arch, plan, q, routed_ratio, expert_balance)
     ar, a2a = _layer_comm_s(arch, cluster, plan, q, formats["experts"], ceff, np.maximum(1.0, f_bal * routed_ratio),
-                            dispatch)
+                            dispatch, comm_mode, routed_ratio)
     grp = plan.stage_chips
     tp_comm = 2.0 * ar * layers  # after attention and after the FFN / shared experts
     moe_comm = np.zeros_like(tp_comm)
@@ -365,7 +378,7 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     comm = tp_comm + moe_comm
     local = gemm_s + attention_s
     local_overlap = gemm_half_s + attention_s
-    if dispatch == "dedup" and arch.is_moe:
+    if dispatch == "dedup" and arch.is_moe and comm_mode != "allgather":
         # I24 / C2: where the EP group spans several scale-up domains, the forwarding kernels run beside the other
         # micro-batch's compute and take a share of the SMs from the MoE layers' part of it (DeepSeek-V3 sec.
         # 3.2.2: 20 SMs for IB sends and NVLink forwarding); inside one domain they are a plain all-to-all (I18)
@@ -399,7 +412,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
                     attention_precision: str | None = None, expert_balance: str | None = None,
                     module_precision=None, glue_fusion: str | None = None,
                     serving_stack: str | None = None, moe_backend: str | None = None,
-                    shared_experts_stream: str | None = None) -> StageBreakdown:
+                    shared_experts_stream: str | None = None, moe_comm: str = "all-to-all") -> StageBreakdown:
     """Time of ONE sequential draft pass of multi-token prediction (MTP) on every plan (I14).
 
     DeepSeek-V3 MTP as served by TensorRT-LLM (one MTP module run m times autoregressively) and SGLang
@@ -425,7 +438,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     :func:`stage_time`; None: the mean rank. ``module_precision`` (I20): the block's GEMMs (and its MoE
     dispatch) at the ``mtp`` format, the shared head at ``lm_head``'s; parts not named at ``precision``.
     ``moe_backend``: the stack's MoE backend (I37), for the block's routed experts as in :func:`stage_time`;
-    ``shared_experts_stream`` (I38) as there (a draft pass carries no prompt tokens)."""
+    ``shared_experts_stream`` (I38) and ``moe_comm`` (I41) as there (a draft pass carries no prompt tokens)."""
     from supernode import workload
 
     chip = cluster.chip
@@ -460,7 +473,7 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
                                     attn_prec)
 
     f_bal = expert_balance_ratio(arch, plan, q, 1.0, expert_balance)
-    ar, a2a = _layer_comm_s(arch, cluster, plan, q, block["experts"], ceff, f_bal)
+    ar, a2a = _layer_comm_s(arch, cluster, plan, q, block["experts"], ceff, f_bal, moe_comm=moe_comm)
     tp_comm = 3.0 * ar  # after the projection, after attention, after the FFN / shared experts
     moe_comm = np.where(plan.stage_chips > 1, a2a, 0.0) if moe_block else np.zeros_like(tp_comm)
     comm = tp_comm + moe_comm

@@ -53,7 +53,7 @@ def case_files(root: Path) -> list[Path]:
 _COMMON_INPUTS = frozenset({
     "model", "system", "chips", "precision", "kv_precision", "attention_precision", "tp", "pp", "dp", "ep",
     "micro_batch_overlap", "expert_balance", "serving_stack", "module_precision", "effective_bits", "glue_fusion",
-    "moe_backend", "shared_experts_stream", "weight_offload"})
+    "moe_backend", "shared_experts_stream", "weight_offload", "moe_comm"})
 CASE_INPUTS = {
     "decode": _COMMON_INPUTS | {"batch_per_rank", "context_tokens", "draft_tokens", "acceptance_length"},
     "prefill": _COMMON_INPUTS | {"input_tokens", "tokens_per_rank", "prefill_dispatch"},
@@ -144,6 +144,9 @@ def estimate(catalog: Catalog, case: dict, base: Path | None = None) -> tuple[fl
     stream = {"shared_experts_stream": x["shared_experts_stream"]} if "shared_experts_stream" in x else {}
     # weight_offload: [G, N], the run's layer-wise offload of routed experts to host memory (I26); absent = none
     fusion.update({"weight_offload": x["weight_offload"]} if "weight_offload" in x else {})
+    # moe_comm: how the run's attention-DP ranks reach the experts, a fact of its stack, system and release (I41);
+    # absent = "all-to-all"
+    fusion.update({"moe_comm": x["moe_comm"]} if "moe_comm" in x else {})
     if kind == "decode":
         r = estimate_decode(catalog, x["model"], x["system"], x.get("chips"), context_tokens=x["context_tokens"],
                             batch_per_rank=x["batch_per_rank"], tp=x["tp"], pp=x["pp"], dp=x["dp"], ep=x["ep"],

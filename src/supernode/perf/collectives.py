@@ -110,6 +110,14 @@ def library_all_reduce_s(size_bytes: ArrayLike, n: ArrayLike, link_bytes_per_s: 
     return 2.0 * _log2(n) * latency_step_s + bus_bytes / (fraction * np.asarray(link_bytes_per_s, float))
 
 
+def library_all_gather_s(size_bytes: ArrayLike, n: ArrayLike, link_bytes_per_s: ArrayLike, latency_step_s: float,
+                         fraction: float) -> np.ndarray:
+    """One all-gather (or reduce-scatter) whose full buffer is ``size_bytes`` per rank, in the collective library's
+    regime: half of :func:`library_all_reduce_s` of that buffer (the ring all-reduce is a reduce-scatter and an
+    all-gather), T = ceil(log2 n) a + (n - 1) / n S / (f B), with C3's fitted a and f (I41)."""
+    return 0.5 * library_all_reduce_s(size_bytes, n, link_bytes_per_s, latency_step_s, fraction)
+
+
 def reduce_scatter_s(cluster: ClusterSpec, size_bytes: ArrayLike, n: ArrayLike, stride: ArrayLike = 1,
                      bw_efficiency: ArrayLike | None = None) -> np.ndarray:
     """Hierarchical reduce-scatter (= all-gather) time (s); ``size_bytes`` = full buffer per chip."""
