@@ -80,6 +80,11 @@ def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.n
     return compute.tier_bw_efficiency(cluster, eff)
 
 
+def _inside_scale_up(tier, nf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(groups of more than one rank inside the scale-up domain, each group's share of a full mesh's links)."""
+    return (nf > 1) & (nf <= tier.domain_chips), tier.bandwidth_bytes_per_s * coll.mesh_share(tier, nf)
+
+
 def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n, ceff) -> np.ndarray:
     """One tensor-parallel all-reduce of ``size_bytes`` per rank over ``n`` ranks (C3). The serving stacks run their
     own one-shot / two-shot kernels up to a message limit (``custom_all_reduce_max_bytes``: 16 MB for 1-2 ranks, 8 MB
@@ -98,8 +103,7 @@ def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n
     if not (lib or own) or tier.level != "scale_up":
         return base
     nf = n.astype(float)
-    inside = (nf > 1) & (nf <= tier.domain_chips)
-    link = tier.bandwidth_bytes_per_s * coll.mesh_share(tier, nf)  # a group's share of a full mesh's links
+    inside, link = _inside_scale_up(tier, nf)
     limit = np.where(nf <= 2, eff.custom_all_reduce_max_bytes["tp_le_2"], eff.custom_all_reduce_max_bytes["tp_gt_2"])
     if own:
         small = coll.library_all_reduce_s(size, nf, link, own["latency_step_s"],
@@ -124,8 +128,7 @@ def moe_allgather_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n
     tier = cluster.tiers[0]
     if not lib or tier.level != "scale_up":
         return base
-    inside = (nf > 1) & (nf <= tier.domain_chips)
-    link = tier.bandwidth_bytes_per_s * coll.mesh_share(tier, nf)
+    inside, link = _inside_scale_up(tier, nf)
     library = coll.library_all_gather_s(size, nf, link, lib["latency_step_s"], lib["bandwidth_fraction"])
     return np.where(inside, library, base)
 
