@@ -240,7 +240,8 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
     routing (``a2a_scale`` does not apply)."""
     ab = ACTIVATION_BYTES
     D = float(arch.hidden)
-    ar = np.where(plan.tp > 1, kernels.tp_all_reduce_s(cluster, kernels.efficiency(cluster), q * D * ab, plan.tp, ceff),
+    eff = kernels.efficiency(cluster)
+    ar = np.where(plan.tp > 1, kernels.tp_all_reduce_s(cluster, eff, q * D * ab, plan.tp, ceff),
                   0.0)
     a2a = 0.0
     if arch.is_moe:
@@ -248,7 +249,6 @@ def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, ex
         per_chip_tokens = q / plan.tp.astype(float) * a2a_scale
         grp = plan.stage_chips
         if moe_comm == "allgather":
-            eff = kernels.efficiency(cluster)
             gathered = grp * (q * np.asarray(group_ratio, float) / plan.tp.astype(float)) * D
             a2a = np.where(plan.dp > 1,
                            kernels.moe_allgather_s(cluster, eff, gathered * gather_bytes(expert_precision), grp, ceff)
@@ -304,7 +304,6 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     experts in a pass without prompt tokens (I38, :mod:`supernode.infer.shared_stream`); None: ``serial``.
     ``moe_comm``: ``all-to-all`` (the dispatch/combine kernels that ``dispatch`` names) or ``allgather`` (I41: the
     ranks all-gather the group's tokens and reduce-scatter the outputs, in prefill and decode alike)."""
-    comm_mode = moe_comm  # the name moe_comm is the breakdown's array below
     chip = cluster.chip
     t, p = plan.tp.astype(float), plan.pp.astype(float)
     formats = module_formats(precision, module_precision)
@@ -367,18 +366,18 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     # the most loaded EP rank's receives, f times the group mean (I17; with I15 the mean is routed_ratio q)
     f_bal = expert_balance_ratio(arch, plan, q, routed_ratio, expert_balance)
     ar, a2a = _layer_comm_s(arch, cluster, plan, q, formats["experts"], ceff, np.maximum(1.0, f_bal * routed_ratio),
-                            dispatch, comm_mode, routed_ratio)
+                            dispatch, moe_comm, routed_ratio)
     grp = plan.stage_chips
     tp_comm = 2.0 * ar * layers  # after attention and after the FFN / shared experts
-    moe_comm = np.zeros_like(tp_comm)
+    moe_comm_s = np.zeros_like(tp_comm)
     if arch.is_moe:
-        moe_comm = np.where(grp > 1, moe_l * a2a, 0.0)
+        moe_comm_s = np.where(grp > 1, moe_l * a2a, 0.0)
     pp_comm = np.where(p > 1, coll.p2p_s(cluster, q * float(arch.hidden) * ACTIVATION_BYTES / t, grp + 1, ceff), 0.0)
 
-    comm = tp_comm + moe_comm
+    comm = tp_comm + moe_comm_s
     local = gemm_s + attention_s
     local_overlap = gemm_half_s + attention_s
-    if dispatch == "dedup" and arch.is_moe and comm_mode != "allgather":
+    if dispatch == "dedup" and arch.is_moe and moe_comm != "allgather":
         # I24 / C2: where the EP group spans several scale-up domains, the forwarding kernels run beside the other
         # micro-batch's compute and take a share of the SMs from the MoE layers' part of it (DeepSeek-V3 sec.
         # 3.2.2: 20 SMs for IB sends and NVLink forwarding); inside one domain they are a plain all-to-all (I18)
@@ -390,13 +389,13 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
     # compute it runs behind (I6; fractions from data/efficiency/default.yaml)
     h_tp = eff.overlap.get("tp_comm_hidden_fraction", 0.0)
     h_ep = eff.overlap.get("ep_comm_hidden_fraction", 0.0)
-    exposed_overlap = np.maximum(tp_comm * (1.0 - h_tp) + moe_comm * (1.0 - h_ep), comm - local_overlap)
+    exposed_overlap = np.maximum(tp_comm * (1.0 - h_tp) + moe_comm_s * (1.0 - h_ep), comm - local_overlap)
     exposed = np.where(overlap, exposed_overlap, comm)
     # I21: the family's calibrated fixed time per layer of a MoE model's forward pass (0 where not calibrated, and
     # where the experts are sharded by TP, ep 1); I34: the serving stack's own value where it has one for the family
     layer_fixed = layers * fixed_costs.layer_overhead_s(chip.family, arch.is_moe, serving_stack, plan.ep)
     stage = np.where(overlap, local_overlap, local) + exposed + layer_fixed
-    return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
+    return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm_s,
                           pp_comm_s=pp_comm, exposed_comm_s=exposed, stage_s=stage + pp_comm,
                           layer_fixed_s=np.broadcast_to(layer_fixed, np.shape(stage)).astype(float),
                           overlap_applied=np.broadcast_to(overlap, np.shape(stage)),
@@ -475,12 +474,12 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     f_bal = expert_balance_ratio(arch, plan, q, 1.0, expert_balance)
     ar, a2a = _layer_comm_s(arch, cluster, plan, q, block["experts"], ceff, f_bal, moe_comm=moe_comm)
     tp_comm = 3.0 * ar  # after the projection, after attention, after the FFN / shared experts
-    moe_comm = np.where(plan.stage_chips > 1, a2a, 0.0) if moe_block else np.zeros_like(tp_comm)
-    comm = tp_comm + moe_comm
+    moe_comm_s = np.where(plan.stage_chips > 1, a2a, 0.0) if moe_block else np.zeros_like(tp_comm)
+    comm = tp_comm + moe_comm_s
     zero = np.zeros_like(comm)
     # I21 / I34: one block's pass (I21 only where ep > 1; a stack's own I34 value at every ep)
     layer_fixed = fixed_costs.layer_overhead_s(chip.family, arch.is_moe, serving_stack, plan.ep)
-    return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm,
+    return StageBreakdown(gemm_s=gemm_s, attention_s=attention_s, tp_comm_s=tp_comm, moe_comm_s=moe_comm_s,
                           pp_comm_s=zero, exposed_comm_s=comm, stage_s=gemm_s + attention_s + comm + layer_fixed,
                           layer_fixed_s=np.broadcast_to(layer_fixed, np.shape(comm)).astype(float),
                           overlap_applied=np.zeros(np.shape(comm), dtype=bool))
