@@ -185,8 +185,10 @@ def register(app: typer.Typer) -> None:
                                           "carry their own fixed time per MoE layer, I34."),
         glue_fusion: str = typer.Option("unfused", "--glue-fusion", help="Glue kernels the serving stack fuses "
                                         "(I22): unfused (default; a quantization kernel before every FP8/FP4 GEMM "
-                                        "input) or trtllm-1.0 (attention writes o_proj's quantized input; FP8 SwiGLU "
-                                        "writes FP8)."),
+                                        "input), trtllm-1.0 (attention writes o_proj's quantized input; FP8 SwiGLU "
+                                        "writes FP8; at TP > 1 the norms run inside the all-reduce, I42), "
+                                        "trtllm-ar-fusion or sglang-ar-fusion (only the all-reduce + RMSNorm "
+                                        "fusion, I42)."),
         moe_backend: str = typer.Option("grouped", "--moe-backend", help="Kernels of the routed experts (I37): "
                                         "grouped (default; grouped GEMM kernels and glue kernels) or trtllm-fused "
                                         "(TensorRT-LLM's fused MoE op: SGLang / vLLM --moe-runner-backend "

@@ -68,6 +68,11 @@ class FusionProfile(Strict):
     # the gated activation writes the down GEMM's input at these formats (a sub-16-bit weight format)
     activation_quantized_formats: list[Literal["fp8", "int8", "fp4"]]
     evidence: str
+    # I42: at TP > 1 without attention DP the residual add + RMSNorm after each TP all-reduce run inside it
+    allreduce_norm_fusion: bool = False
+    # I42: the stack fuses up to this many tokens per all-reduce whatever the message size; None: below its custom
+    # all-reduce limit (C3's ``custom_all_reduce_max_bytes``; above it NCCL and a separate norm)
+    allreduce_norm_max_tokens: int | None = None
 
 
 class FusionProfiles(Strict):
@@ -97,6 +102,26 @@ def describe(name: str | None) -> str:
     name = name or DEFAULT_FUSION
     return (f"glue kernels' activation traffic at the HBM streaming rate (I22), fusions {name!r}: "
             f"{profile(name).title}; MoE FFNs (I30) and MLA attention blocks (I31) at their least traffic")
+
+
+NORMS_PER_LAYER = 2  # a layer's two RMSNorms, each after a TP all-reduce (attention output, FFN / MoE output)
+
+
+def fused_norms_per_layer(fusion: str | None, tp, dp, tokens, hidden: float, custom_limit_bytes) -> np.ndarray:
+    """Norms per layer that run inside the TP all-reduce before them (I42): 2 where the profile fuses them, the plan has
+    t > 1 and one attention group (dp = 1), and the all-reduce of ``tokens`` x ``hidden`` BF16 per rank is in the
+    stack's fused range (at most ``allreduce_norm_max_tokens`` tokens, or a message below ``custom_limit_bytes``, C3's
+    custom all-reduce limit); 0 elsewhere."""
+    prof = profile(fusion)
+    t, d = np.asarray(tp, float), np.asarray(dp, float)
+    tok = np.asarray(tokens, float)
+    if not prof.allreduce_norm_fusion:
+        return np.zeros(np.broadcast(t, d, tok).shape)
+    if prof.allreduce_norm_max_tokens is not None:
+        in_range = tok <= prof.allreduce_norm_max_tokens
+    else:
+        in_range = tok * hidden * ACTIVATION_BYTES < np.asarray(custom_limit_bytes, float)
+    return np.where((t > 1) & (d <= 1) & in_range, float(NORMS_PER_LAYER), 0.0)
 
 QUANTIZED_FORMATS = tuple(f for f in WEIGHT_PRECISIONS if BYTES_PER_ELEMENT[f] < ACTIVATION_BYTES)
 
@@ -225,15 +250,19 @@ def moe_ffn_bytes_per_token(arch: ServingArch, formats: dict, chip_formats, tp, 
 
 def stage_bytes(arch: ServingArch, formats: dict, chip_formats, tp, kv_precision_bytes: float,
                 tokens, dense_layers, moe_layers, fusion: str | None = None, moe=None,
-                fused_moe: bool = False) -> np.ndarray:
+                fused_moe: bool = False, fused_norms=0.0) -> np.ndarray:
     """Glue bytes of one stage's layers for ``tokens`` tokens per chip (I22): the attention side on every
     layer of an MHA/GQA model, the FFN side on its dense layers and, given ``moe`` = (dp, expert_tp, routed
     copies per token on the chip), on its MoE layers (I30); ``moe`` None: the MoE FFNs are not priced.
-    ``fused_moe``: the routed path is one fused op (I37; its traffic is in the op's time)."""
+    ``fused_moe``: the routed path is one fused op (I37; its traffic is in the op's time). ``fused_norms``: norms per
+    layer run inside the all-reduce before them (I42, :func:`fused_norms_per_layer`), each without its read of x
+    (h A per token)."""
     tok = np.asarray(tokens, float)
     layers = np.asarray(dense_layers, float) + np.asarray(moe_layers, float)
     per_tok = (layers * attention_side_bytes_per_token(arch, formats, chip_formats, tp, kv_precision_bytes, fusion)
                + np.asarray(dense_layers, float) * dense_ffn_bytes_per_token(arch, formats, chip_formats, tp, fusion))
+    if priced(arch):  # the norms are in the attention side's bytes (I22 / I31)
+        per_tok = per_tok - layers * np.asarray(fused_norms, float) * float(arch.hidden) * ACTIVATION_BYTES
     if moe is not None:
         per_tok = per_tok + np.asarray(moe_layers, float) * moe_ffn_bytes_per_token(arch, formats, chip_formats, tp,
                                                                                     *moe, fusion,

@@ -60,17 +60,19 @@ def attention_s(chip: ChipSpec, eff: compute.Efficiency, flops, kv_bytes, precis
 
 
 def aux_kernels_s(eff: compute.Efficiency, dense_layers, moe_layers, chip: ChipSpec | None = None,
-                  glue_bytes=0.0, fused_moe: bool = False) -> np.ndarray:
+                  glue_bytes=0.0, fused_moe: bool = False, fused_norms=0.0) -> np.ndarray:
     """Non-GEMM kernels of a serving step (I13): per layer 2 norms, RoPE + KV-cache write, the
     activation, residual adds / quantization (dense: 6); MoE layers add router top-k, permute and
     unpermute, and dispatch/combine preparation (10). Each costs the kernel floor, which is what binds
     them at small batch; ``glue_bytes`` (I22, :mod:`supernode.infer.glue`), the activations they read and
     write, add their HBM time (K4) on ``chip`` at the family's glue-kernel bandwidth fraction (fitted on
     ``data/glue-kernels``; the streaming fraction where a family has none). ``fused_moe``: the MoE layers' routed
-    path runs as one fused op (I37), which holds its glue kernels, so a MoE layer counts a dense layer's six."""
+    path runs as one fused op (I37), which holds its glue kernels, so a MoE layer counts a dense layer's six.
+    ``fused_norms``: norms per layer that run inside the TP all-reduce before them (I42), not kernels of their own."""
     per_moe = AUX_KERNELS_PER_LAYER["moe_fused" if fused_moe else "moe"]
-    floors = eff.kernel_floor_s * (AUX_KERNELS_PER_LAYER["dense"] * np.asarray(dense_layers, float)
-                                   + per_moe * np.asarray(moe_layers, float))
+    dense_l, moe_l = np.asarray(dense_layers, float), np.asarray(moe_layers, float)
+    floors = eff.kernel_floor_s * ((AUX_KERNELS_PER_LAYER["dense"] * dense_l + per_moe * moe_l)
+                                   - np.asarray(fused_norms, float) * (dense_l + moe_l))
     if chip is None:
         return floors
     return floors + compute.memory_time_s(chip, eff, np.asarray(glue_bytes, float), eff.glue_fraction)
@@ -83,6 +85,13 @@ def collective_efficiency(cluster: ClusterSpec, eff: compute.Efficiency) -> np.n
 def _inside_scale_up(tier, nf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(groups of more than one rank inside the scale-up domain, each group's share of a full mesh's links)."""
     return (nf > 1) & (nf <= tier.domain_chips), tier.bandwidth_bytes_per_s * coll.mesh_share(tier, nf)
+
+
+def custom_all_reduce_limit_bytes(eff: compute.Efficiency, n) -> np.ndarray:
+    """The largest all-reduce message per rank the serving stacks' own kernels take over ``n`` ranks (C3; above it,
+    NCCL / RCCL): ``custom_all_reduce_max_bytes`` at TP <= 2 and above."""
+    lim = eff.custom_all_reduce_max_bytes
+    return np.where(np.asarray(n, float) <= 2, lim["tp_le_2"], lim["tp_gt_2"])
 
 
 def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n, ceff) -> np.ndarray:
@@ -104,7 +113,7 @@ def tp_all_reduce_s(cluster: ClusterSpec, eff: compute.Efficiency, size_bytes, n
         return base
     nf = n.astype(float)
     inside, link = _inside_scale_up(tier, nf)
-    limit = np.where(nf <= 2, eff.custom_all_reduce_max_bytes["tp_le_2"], eff.custom_all_reduce_max_bytes["tp_gt_2"])
+    limit = custom_all_reduce_limit_bytes(eff, nf)
     if own:
         small = coll.library_all_reduce_s(size, nf, link, own["latency_step_s"],
                                           own["bandwidth_fraction"])

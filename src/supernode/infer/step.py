@@ -172,6 +172,13 @@ def _moe_paths_s(arch: ServingArch, chip, eff, plan: PlanGrid, q_tok, formats: d
     return routed_s, shared_s
 
 
+def _fused_norms(arch: ServingArch, eff, plan: PlanGrid, q_tok, glue_fusion: str | None) -> np.ndarray:
+    """Norms per layer that run inside the TP all-reduce before them for ``q_tok`` tokens per attention rank (I42,
+    :func:`supernode.infer.glue.fused_norms_per_layer`; the stack's custom all-reduce limit of C3)."""
+    return glue.fused_norms_per_layer(glue_fusion, plan.tp, plan.dp, q_tok, float(arch.hidden),
+                                      kernels.custom_all_reduce_limit_bytes(eff, plan.tp))
+
+
 def _latency_free(eff):
     """``eff`` with every fixed latency at zero (t_0, the kernel floor, the fused MoE op's t_f): the roofline work."""
     return dataclasses.replace(eff, gemm_kernel_latency_s=0.0, kernel_floor_s=0.0,
@@ -338,9 +345,10 @@ def stage_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, preci
 
     def aux(q_tok):  # I13 kernel floors + I22 / I30 / I31 activation traffic of the glue kernels
         moe = _moe_glue_args(arch, plan, q_tok, routed_ratio, expert_balance)
+        fn = _fused_norms(arch, eff, plan, q_tok, glue_fusion)  # I42
         return kernels.aux_kernels_s(eff, dense_l, moe_l, chip,
                                      glue.stage_bytes(arch, formats, chip_formats, t, kv_precision_bytes, q_tok,
-                                                      dense_l, moe_l, glue_fusion, moe, fused), fused)
+                                                      dense_l, moe_l, glue_fusion, moe, fused, fn), fused, fn)
 
     shared_overlap = arch.is_moe and shared_stream_overlaps(shared_experts_stream)
     decode_only = q_pre <= 0.0  # I38: CUDA-graph passes, which carry no prompt tokens
@@ -458,9 +466,10 @@ def draft_pass_time(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, *, 
     lm = _lm_head_s(arch, chip, eff, q, t, formats["lm_head"])
     dl, ml = (0.0, 1.0) if moe_block else (1.0, 0.0)
     moe = _moe_glue_args(arch, plan, q, 1.0, expert_balance)  # the block's MoE glue (I30), as in stage_time
+    fn = _fused_norms(arch, eff, plan, q, glue_fusion)  # I42: the block's two norms, as in stage_time
     aux = (kernels.aux_kernels_s(eff, dl, ml, chip, glue.stage_bytes(arch, block, tuple(chip.peak_flop_per_s), t,
                                                                      kv_precision_bytes, q, dl, ml, glue_fusion, moe,
-                                                                     fused), fused)
+                                                                     fused, fn), fused, fn)
            + DRAFT_EXTRA_KERNELS * eff.kernel_floor_s)
     gemm_s = attn + (moe_ffn if moe_block else dense_ffn) + proj + lm + aux
     if moe_block and shared_stream_overlaps(shared_experts_stream):  # I38: draft passes run in CUDA graphs too
