@@ -3,7 +3,7 @@
 import pytest
 
 from supernode.workload import (flops_per_token, kv_cache_bytes_per_token, layer_gemms, load_model, models,
-                                param_count)
+                                param_count, published_param_count)
 
 PUBLISHED = {  # id: (total, active, relative tolerance)
     "gpt3-175b": (175e9, None, 0.01),
@@ -18,13 +18,15 @@ PUBLISHED = {  # id: (total, active, relative tolerance)
     "mixtral-8x7b": (46.7e9, 12.9e9, 0.01),
     "deepseek-v3": (671e9, 37e9, 0.02),
     "deepseek-r1": (671e9, 37e9, 0.02),
+    "kimi-k2": (1.0e12, 32e9, 0.03),  # 1.026T / 32.9B with embeddings and head (the card's "1T" / "32B")
+    "glm-4.7": (355e9, 32e9, 0.02),  # non-embedding, MTP included: 355.2B / 32.5B (report Table 1)
 }
 
 
 @pytest.mark.parametrize("mid", sorted(PUBLISHED))
 def test_param_count_matches_published(catalog, mid):
     total, active, tol = PUBLISHED[mid]
-    t, a = param_count(load_model(catalog, mid))
+    t, a = published_param_count(load_model(catalog, mid))
     assert t == pytest.approx(total, rel=tol)
     if active:
         assert a == pytest.approx(active, rel=tol)
@@ -32,10 +34,23 @@ def test_param_count_matches_published(catalog, mid):
 
 def test_every_catalog_model_matches_its_own_published_count(catalog):
     for mid, m in models(catalog).items():
-        t, a = param_count(m)
+        t, a = published_param_count(m)
         assert t == pytest.approx(m.params.number, rel=0.03), mid
         if m.active_params is not None:
             assert a == pytest.approx(m.active_params.number, rel=0.03), mid
+
+
+def test_non_embedding_convention_drops_embeddings_and_adds_mtp(catalog):
+    """GLM-4.5's published 355B / 32B count neither the embedding nor the output head and include the MTP layer:
+    counted with them (param_count) the record is 352.8B / 33.6B, 5% above the published active count."""
+    m = load_model(catalog, "glm-4.7")
+    assert m.params_convention == "non-embedding"
+    t_all, a_all = param_count(m)
+    t_pub, a_pub = published_param_count(m)
+    t_mtp, a_mtp = param_count(m, include_mtp=True)
+    emb = 2 * m.vocab * m.hidden
+    assert t_pub == pytest.approx(t_mtp - emb) and a_pub == pytest.approx(a_mtp - emb)
+    assert a_all / 32e9 - 1 > 0.04 and abs(a_pub / 32e9 - 1) < 0.02 and abs(t_pub / 355e9 - 1) < 0.001
 
 
 def test_deepseek_mtp_adds_about_14b(catalog):

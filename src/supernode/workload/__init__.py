@@ -19,8 +19,9 @@ from supernode.workload.shapes import (
     megatron_flops_per_step,
     param_breakdown,
     param_count,
+    published_param_count,
 )
 
 __all__ = ["MLA", "ModelSpec", "MoE", "load_model", "models", "Gemm", "attention_core_flops", "attention_dims",
            "flops_per_token", "kv_cache_bytes_per_token", "layer_gemms", "lm_head_gemm", "megatron_flops_per_step",
-           "param_breakdown", "param_count"]
+           "param_breakdown", "param_count", "published_param_count"]

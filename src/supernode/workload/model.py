@@ -98,6 +98,10 @@ class ModelSpec(Strict):
     mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction modules (DeepSeek-V3)
     params: Quantity  # published total parameter count (unit: count)
     active_params: Quantity | None = None  # published activated parameters per token (MoE)
+    # how the publisher counts ``params`` / ``active_params``: ``all`` (embedding and output head included, MTP
+    # modules excluded: DeepSeek-V3's 671B / 37B) or ``non-embedding`` (neither the input embedding nor the output
+    # head, MTP modules included: GLM-4.5's 355B / 32B); see workload.shapes.published_param_count
+    params_convention: Literal["all", "non-embedding"] = "all"
     notes: str | None = None
 
     @model_validator(mode="after")

@@ -133,6 +133,18 @@ def param_count(m: ModelSpec, include_mtp: bool = False) -> tuple[float, float]:
     return float(total), float(active)
 
 
+def published_param_count(m: ModelSpec) -> tuple[float, float]:
+    """(total, active) counted the way the model's publisher counts them (``params_convention``), to compare with
+    ``params`` / ``active_params``: ``all`` is :func:`param_count`; ``non-embedding`` leaves out the input embedding
+    (and learned positions) and the output head and includes the MTP modules."""
+    if m.params_convention == "all":
+        return param_count(m)
+    total, active = param_count(m, include_mtp=True)
+    b = param_breakdown(m)
+    emb = b["embedding"] + b["position"] + b["lm_head"]
+    return total - emb, active - emb
+
+
 # ---------------------------------------------------------------- GEMM shapes (W3)
 
 def attention_gemms(m: ModelSpec, tokens: ArrayLike, tp: ArrayLike = 1) -> list[Gemm]:
