@@ -44,6 +44,7 @@ class ServingArch:
     shared_expert_params_per_layer: float = 0.0
     router_params_per_layer: float = 0.0
     kv_elements_per_token_per_layer: float = 0.0
+    index_bytes_per_token_per_layer: float = 0.0  # I43: sparse attention's FP8 index key (+ scale), any KV precision
     attn_qk_dim: float = 128.0
     attn_v_dim: float = 128.0
     decode_qk_dim: float = 128.0
@@ -76,8 +77,13 @@ class ServingArch:
                 + moe + self.vocab * self.hidden)
 
     def kv_bytes_per_token(self, bytes_per_element: float) -> float:
-        """KV-cache bytes per token over all layers (formula I3)."""
-        return self.layers * self.kv_elements_per_token_per_layer * bytes_per_element
+        """KV-cache bytes per token over all layers (formula I3; with sparse attention's index keys, I43)."""
+        return self.layers * (self.kv_elements_per_token_per_layer * bytes_per_element
+                              + self.index_bytes_per_token_per_layer)
+
+    def kv_bytes_per_token_per_layer(self, bytes_per_element: float) -> float:
+        """KV-cache bytes per token of one layer (latent or K/V at ``bytes_per_element``, index keys at theirs)."""
+        return self.kv_elements_per_token_per_layer * bytes_per_element + self.index_bytes_per_token_per_layer
 
 
 def serving_arch(catalog, model_ref) -> ServingArch:
@@ -94,6 +100,7 @@ def from_model_spec(model) -> ServingArch:
     ``workload.attention_dims``; MLA decodes in the absorbed latent space (d_c + d_r, d_c;
     DeepSeek-V2 paper sec. 2.1.2), formula I2 in docs/inference.md."""
     from supernode import workload
+    from supernode.workload import shapes
 
     b = workload.param_breakdown(model)
     L = model.layers
@@ -113,6 +120,8 @@ def from_model_spec(model) -> ServingArch:
         id=model.id, layers=L, hidden=model.hidden, vocab=model.vocab, heads=model.heads, kv_heads=model.kv_heads,
         attention=model.attention, attn_params_per_layer=b["attention"] / L, dense_layers=model.dense_layers,
         dense_ffn_params_per_layer=b["dense_mlp"] / model.dense_layers if model.dense_layers else 0.0,
-        kv_elements_per_token_per_layer=workload.kv_cache_bytes_per_token(model, 1.0) / L,
+        kv_elements_per_token_per_layer=(workload.kv_cache_bytes_per_token(model, 1.0)
+                                         - shapes.index_cache_bytes_per_token(model)) / L,
+        index_bytes_per_token_per_layer=shapes.index_cache_bytes_per_token(model) / L,
         attn_qk_dim=float(dqk), attn_v_dim=float(dv), decode_qk_dim=float(dec[0]), decode_v_dim=float(dec[1]),
         tied_embeddings=model.tied_embeddings, model=model, **kw)

@@ -85,7 +85,7 @@ def weights_bytes_per_chip(arch: ServingArch, plan: PlanGrid, bytes_per_weight) 
 def kv_bytes_per_sequence_per_chip(arch: ServingArch, plan: PlanGrid, context_tokens, kv_bytes: float) -> np.ndarray:
     per = np.ceil(arch.layers / plan.pp.astype(float))
     split = np.minimum(plan.tp, arch.kv_heads).astype(float) if arch.attention != "mla" else 1.0
-    return np.asarray(context_tokens, float) * per * arch.kv_elements_per_token_per_layer * kv_bytes / split
+    return np.asarray(context_tokens, float) * per * arch.kv_bytes_per_token_per_layer(kv_bytes) / split
 
 
 def activation_bytes_per_chip(arch: ServingArch, plan: PlanGrid, tokens_per_rank) -> np.ndarray:

@@ -273,6 +273,13 @@ def search(catalog: Catalog, model: str | ServingArch, on: str | ClusterSpec, ch
         if arch.model.moe.shared_experts:
             assumptions.append(describe_shared_stream(shared_experts_stream))
     assumptions.append(kernels.describe_tp_all_reduce(eff))
+    sa = getattr(arch.model, "sparse_attention", None)
+    if sa is not None:
+        assumptions.append(
+            f"sparse attention (I43): an indexer of {sa.index_heads} heads of {sa.index_head_dim} scores every cached "
+            f"token at FP8 for each query token (replicated over TP; FP8 index keys, {sa.index_key_bytes:g} bytes per "
+            f"token and layer, in the KV cache) and attention reads the top {sa.topk:,}; the sparse kernels are priced "
+            "at the dense attention fractions (no sparse-kernel measurement entered)")
     if moe_dp_padding and arch.is_moe:
         assumptions.append("MoE input padded to the largest attention-DP rank's token count (I23): in an iteration "
                            "where one rank prefills, the routed experts see every rank at its load")

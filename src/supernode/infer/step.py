@@ -223,11 +223,40 @@ def _attention_core_s(arch: ServingArch, chip, eff, tp, decode_seqs, decode_toke
     heads_split = tp  # query heads are split over TP (MLA too)
     kv_split = np.minimum(tp, arch.kv_heads) if arch.attention != "mla" else np.ones_like(tp)
     ctx = np.asarray(context_tokens, dtype=float)
-    flops_dec = 2.0 * decode_tokens * ctx * arch.heads * (arch.decode_qk_dim + arch.decode_v_dim) / heads_split
+    sa = getattr(arch.model, "sparse_attention", None)
+    # I43: with sparse attention a query token attends to min(c, k) keys; a sequence of q query tokens reads at most
+    # q k latent rows
+    attended = ctx if sa is None else np.minimum(ctx, float(sa.topk))
+    rows = ctx if sa is None else np.minimum(
+        ctx, float(sa.topk) * np.asarray(decode_tokens, float) / np.maximum(np.asarray(decode_seqs, float), 1e-30))
+    flops_dec = 2.0 * decode_tokens * attended * arch.heads * (arch.decode_qk_dim + arch.decode_v_dim) / heads_split
     flops_pre = workload.attention_core_flops(arch.model, prefill_tokens, np.asarray(prefill_len, float), True,
                                               heads_split)
-    kv_read = decode_seqs * ctx * arch.kv_elements_per_token_per_layer * kv_precision_bytes / kv_split
-    return kernels.attention_s(chip, eff, flops_dec, kv_read, attn_precision, prefill_flops=flops_pre)
+    kv_read = decode_seqs * rows * arch.kv_elements_per_token_per_layer * kv_precision_bytes / kv_split
+    core = kernels.attention_s(chip, eff, flops_dec, kv_read, attn_precision, prefill_flops=flops_pre)
+    if sa is None:
+        return core
+    return core + _indexer_s(arch, chip, eff, decode_seqs, decode_tokens, ctx, prefill_tokens, prefill_len,
+                             attn_precision)
+
+
+def _indexer_s(arch: ServingArch, chip, eff, decode_seqs, decode_tokens, context_tokens, prefill_tokens, prefill_len,
+               attn_precision: str):
+    """Lightning indexer of ONE layer on one chip (I43), replicated over TP: its logits over every cached token
+    (2 H_i d_i FLOPs per query-key pair; decode tokens over their context, prompt tokens causally), the decode
+    sequences' index keys streamed once, and the FP32 logits written and read back for the top-k (8 bytes per pair);
+    one attention-like kernel at FP8 where the chip has it."""
+    from supernode import workload
+
+    sa = arch.model.sparse_attention
+    ctx = np.asarray(context_tokens, dtype=float)
+    pre_len = np.asarray(prefill_len, dtype=float)
+    flops_dec = workload.shapes.indexer_core_flops(arch.model, decode_tokens, ctx, causal=False)
+    flops_pre = workload.shapes.indexer_core_flops(arch.model, prefill_tokens, pre_len, causal=True)
+    pairs = np.asarray(decode_tokens, float) * ctx + np.asarray(prefill_tokens, float) * pre_len * 0.5
+    bytes_moved = np.asarray(decode_seqs, float) * ctx * sa.index_key_bytes + 8.0 * pairs
+    prec = "fp8" if "fp8" in chip.peak_flop_per_s else attn_precision
+    return kernels.attention_s(chip, eff, flops_dec, bytes_moved, prec, prefill_flops=flops_pre)
 
 
 def _layer_comm_s(arch: ServingArch, cluster: ClusterSpec, plan: PlanGrid, q, expert_precision: str, ceff,

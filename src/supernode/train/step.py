@@ -41,7 +41,8 @@ from supernode.train.memory import (MemoryBreakdown, chunk_layers, comm_buffer_b
                                     layers_in_flight, model_state_bytes, param_split, params_per_chip)
 from supernode.train.plan import PRECISION_BYTES, Plan, TrainWorkload
 from supernode.workload.model import ModelSpec
-from supernode.workload.shapes import (attention_core_flops, flops_per_token, kv_width, layer_gemms, lm_head_gemm)
+from supernode.workload.shapes import (attention_core_flops, flops_per_token, indexer_core_flops, kv_width, layer_gemms,
+                                       lm_head_gemm)
 
 OPTIMIZER_BYTES_PER_PARAM = 32.0  # Adam: read fp32 master, m, v, grad (16 B); write master, m, v (12 B), bf16 weight
 
@@ -132,7 +133,10 @@ def _layer_times(m: ModelSpec, kind: str, chip, eff: Efficiency, precision: str,
     if attention_kernel == "unfused":
         t_attn = _unfused_attention_s(m, chip, eff, T, t, s)
     else:
-        t_attn = attention_time_s(chip, eff, attention_core_flops(m, T, s, True, t), precision, training=True)
+        # I43: a sparse-attention model's core attends to min(position, k) keys; its indexer's logits (replicated
+        # over TP) run beside it
+        t_attn = attention_time_s(chip, eff, attention_core_flops(m, T, s, True, t) + indexer_core_flops(m, T, s, True),
+                                  precision, training=True)
     # element-wise bytes per token (K4/T1): 2 norms (2D each), 2 residual adds (3D each), RoPE on Q,K,
     # activation function, dropout; x2 bytes (bf16); sequence-parallel: split t ways
     D = m.hidden
@@ -399,7 +403,8 @@ def _layer_terms(m: ModelSpec, cluster: ClusterSpec, w: TrainWorkload, eff: Effi
     # ---- hardware FLOPs (T9): recompute adds a forward (full) or the attention core (selective)
     tokens = B * s
     fpt = flops_per_token(m, s, causal=True)
-    rc_flops = np.where(r >= 2, fpt, np.where(r >= 1, m.layers * attention_core_flops(m, 1.0, s, True), 0.0))
+    rc_flops = np.where(r >= 2, fpt, np.where(r >= 1, m.layers * (attention_core_flops(m, 1.0, s, True)
+                                                                 + indexer_core_flops(m, 1.0, s, True)), 0.0))
     hw_flops = 3.0 * fpt * tokens + rc_flops * tokens
 
     act_layer, act_recompute, act_logits = layer_activation_bytes(m, t, c, b, r, s, prec, w.attention_kernel)

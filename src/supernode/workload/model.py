@@ -37,6 +37,22 @@ class MLA(Strict):
     v_head_dim: int = Field(gt=0)
 
 
+class SparseAttention(Strict):
+    """DeepSeek Sparse Attention (DeepSeek-V3.2; I43): a lightning indexer of ``index_heads`` heads of
+    ``index_head_dim`` scores every cached token for each query token (FP8 index keys cached per token and layer)
+    and the MLA attention reads only the ``topk`` best."""
+
+    index_heads: int = Field(gt=0)  # H_i (config index_n_heads)
+    index_head_dim: int = Field(gt=0)  # d_i (config index_head_dim)
+    topk: int = Field(gt=0)  # k (config index_topk)
+
+    @property
+    def index_key_bytes(self) -> float:
+        """Cached bytes per token and layer of the index key: d_i at FP8 plus an FP32 scale per 128 elements
+        (DeepSeek-V3.2-Exp inference/model.py: ``k_cache`` float8_e4m3fn, ``k_scale_cache`` float32)."""
+        return float(self.index_head_dim + 4 * -(-self.index_head_dim // 128))
+
+
 class MoE(Strict):
     """Mixture-of-experts FFN: E routed experts of size ``expert_ffn``, k active per token,
     ``shared_experts`` always-on experts of the same size. The first ``first_dense_layers``
@@ -94,6 +110,7 @@ class ModelSpec(Strict):
     qk_norm: bool = False  # per-head RMSNorm on Q and K (Qwen3)
     dropout: bool = False  # dropout masks stored for backward (GPT-3 era training)
     mla: MLA | None = None
+    sparse_attention: SparseAttention | None = None  # DeepSeek Sparse Attention (I43); MLA models only
     moe: MoE | None = None
     mtp_layers: int = Field(default=0, ge=0)  # multi-token-prediction modules (DeepSeek-V3)
     params: Quantity  # published total parameter count (unit: count)
@@ -116,6 +133,8 @@ class ModelSpec(Strict):
             raise ValueError("gqa: heads must be a multiple of kv_heads")
         if self.head_dim is None and self.hidden % self.heads and self.attention != "mla":
             raise ValueError("hidden is not a multiple of heads: give head_dim")
+        if self.sparse_attention is not None and (self.mla is None or not self.mla.q_lora_rank):
+            raise ValueError("sparse_attention needs attention: mla with a q_lora_rank (its indexer reads the Q latent)")
         if self.moe is not None and self.moe.first_dense_layers > self.layers:
             raise ValueError("moe.first_dense_layers exceeds layers")
         return self

@@ -54,7 +54,7 @@ def attention_params(m: ModelSpec) -> float:
         q = (D * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * H * dqk) if a.q_lora_rank else D * H * dqk
         kv = D * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank + a.kv_lora_rank * H * (
             a.qk_nope_head_dim + a.v_head_dim)
-        return float(q + kv + H * a.v_head_dim * D)
+        return float(q + kv + H * a.v_head_dim * D + indexer_params(m))
     dh = m.d_head
     p = D * (H + 2 * K) * dh + H * dh * D
     if m.linear_bias:
@@ -64,6 +64,16 @@ def attention_params(m: ModelSpec) -> float:
     if m.qk_norm:
         p += 2 * dh
     return float(p)
+
+
+def indexer_params(m: ModelSpec) -> float:
+    """Weights of one layer's lightning indexer (I43; 0 without sparse attention): q up-projection q_lora·H_i·d_i,
+    key projection D·d_i and its LayerNorm (2 d_i), head weights D·H_i (DeepSeek-V3.2-Exp ``Indexer``)."""
+    sa = m.sparse_attention
+    if sa is None:
+        return 0.0
+    return float(m.mla.q_lora_rank * sa.index_heads * sa.index_head_dim + m.hidden * sa.index_head_dim
+                 + 2 * sa.index_head_dim + m.hidden * sa.index_heads)
 
 
 def mlp_params(m: ModelSpec, ffn: int) -> float:
@@ -165,6 +175,11 @@ def attention_gemms(m: ModelSpec, tokens: ArrayLike, tp: ArrayLike = 1) -> list[
         g.append(Gemm("kv_down", T, a.kv_lora_rank + a.qk_rope_head_dim, D))
         g.append(Gemm("kv_up", T, H * (a.qk_nope_head_dim + a.v_head_dim) / tp, a.kv_lora_rank))
         g.append(Gemm("out", T, D, H * a.v_head_dim / tp))
+        sa = m.sparse_attention
+        if sa is not None:  # I43: the indexer's projections, replicated over TP (the reference code's Linear)
+            g.append(Gemm("index_q", T, sa.index_heads * sa.index_head_dim, a.q_lora_rank))
+            g.append(Gemm("index_k", T, sa.index_head_dim, D))
+            g.append(Gemm("index_w", T, sa.index_heads, D))
         return g
     dh = m.d_head
     return [Gemm("qkv", T, (H + 2 * K) * dh / tp, D), Gemm("out", T, D, H * dh / tp)]
@@ -238,8 +253,31 @@ def attention_core_flops(m: ModelSpec, tokens: ArrayLike, context: ArrayLike, ca
     2·T·c·H·(d_qk + d_v) / t, with c the mean attended context: s/2 for causal training over a
     sequence of s (FlashAttention skips masked blocks), s otherwise."""
     dqk, dv = attention_dims(m)
-    c = context * 0.5 if causal else context
+    c = attended_context(m, context, causal)
     return 2.0 * tokens * c * m.heads * (dqk + dv) / tp
+
+
+def attended_context(m: ModelSpec, context: ArrayLike, causal: bool = True) -> ArrayLike:
+    """Mean keys a query attends to over a sequence of ``context`` tokens: s/2 causal, s otherwise; with sparse
+    attention (I43) each query attends to min(position, k): causal s/2 up to s = k, then k - k^2/(2s)."""
+    sa = m.sparse_attention
+    if sa is None:
+        return context * 0.5 if causal else context
+    s = np.asarray(context, dtype=float)
+    k = float(sa.topk)
+    if not causal:
+        return np.minimum(s, k)
+    return np.where(s <= k, 0.5 * s, k - k * k / (2.0 * np.maximum(s, 1e-30)))
+
+
+def indexer_core_flops(m: ModelSpec, tokens: ArrayLike, context: ArrayLike, causal: bool = True) -> ArrayLike:
+    """Forward FLOPs of one layer's lightning-indexer logits (I43): 2·T·c·H_i·d_i over the whole attended context
+    (c = s/2 causal, s otherwise), replicated over TP; 0 without sparse attention."""
+    sa = m.sparse_attention
+    if sa is None:
+        return 0.0 * np.asarray(tokens, dtype=float)
+    c = np.asarray(context, dtype=float) * (0.5 if causal else 1.0)
+    return 2.0 * tokens * c * sa.index_heads * sa.index_head_dim
 
 
 def flops_per_token(m: ModelSpec, seq_len: ArrayLike, causal: bool = True) -> ArrayLike:
@@ -251,15 +289,23 @@ def flops_per_token(m: ModelSpec, seq_len: ArrayLike, causal: bool = True) -> Ar
     if m.moe_layers:
         gemm += sum(float(g.flops) for g in layer_gemms(m, 1.0, "moe")) * m.moe_layers
     gemm += float(lm_head_gemm(m, 1.0).flops)
-    return gemm + m.layers * attention_core_flops(m, 1.0, seq_len, causal)
+    return gemm + m.layers * (attention_core_flops(m, 1.0, seq_len, causal) + indexer_core_flops(m, 1.0, seq_len, causal))
 
 
 def kv_cache_bytes_per_token(m: ModelSpec, bytes_per_element: float) -> float:
     """KV-cache bytes per token over all layers (W6):
-    MHA/GQA 2·L·K·d_h·b; MLA L·(kv_lora_rank + qk_rope_head_dim)·b (compressed latent + RoPE key)."""
+    MHA/GQA 2·L·K·d_h·b; MLA L·(kv_lora_rank + qk_rope_head_dim)·b (compressed latent + RoPE key), plus the index
+    keys of sparse attention (I43, :func:`index_cache_bytes_per_token`, independent of b)."""
     if m.mla is not None:
-        return float(m.layers * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) * bytes_per_element)
+        return float(m.layers * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) * bytes_per_element
+                     + index_cache_bytes_per_token(m))
     return float(2 * m.layers * m.kv_heads * m.d_head * bytes_per_element)
+
+
+def index_cache_bytes_per_token(m: ModelSpec) -> float:
+    """Index-key cache bytes per token over all layers (I43; FP8 whatever the KV precision); 0 without sparse
+    attention."""
+    return float(m.layers * m.sparse_attention.index_key_bytes) if m.sparse_attention is not None else 0.0
 
 
 def megatron_flops_per_step(m: ModelSpec, global_batch: float, seq_len: float, recompute: bool = True) -> float:
